@@ -1,0 +1,8 @@
+"""grainseg: grain segmentation of metal micrographs (VM-UNet-ASPP and the paper's model zoo).
+
+Top-level API: the ops live in :mod:`grainseg.ops`; models, data, training and inference in their
+sub-packages.  Each sub-package adds its public names below.
+"""
+__version__ = "0.1.0"
+
+from . import ops  # noqa: E402

@@ -1,0 +1,80 @@
+"""Autograd and fake-tensor plumbing shared by the two scan custom ops.
+
+Each op is a pair of ``torch.library`` custom ops: ``*_fwd(u, delta, A, B, C, D, delta_bias, softplus,
+chunk) -> (y, ckpt)`` and ``*_bwd(dy, ..., ckpt, chunk) -> (du, ddelta, dA, dB, dC, dD, ddelta_bias)``.
+``ckpt`` holds the scan state at the end of every ``chunk`` steps (fp32, fp64 for fp64 inputs): the
+backward kernel recomputes the states inside a chunk from it instead of storing all L*N states.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .reference import compute_dtype
+
+#: Steps between saved states in the CPU kernels' forward (backward memory O(L / chunk * N)).
+CPU_CHECKPOINT_CHUNK = 64
+#: The CUDA kernels save one state per chunk of this many steps.
+CUDA_CHECKPOINT_CHUNK = 2048
+
+
+def checkpoint_chunk(device: torch.device) -> int:
+    return CUDA_CHECKPOINT_CHUNK if device.type == "cuda" else CPU_CHECKPOINT_CHUNK
+
+
+def num_chunks(length: int, chunk: int) -> int:
+    return (length + chunk - 1) // chunk
+
+
+def fake_ckpt(u: Tensor, lead: Sequence[int], length: int, d_state: int, chunk: int) -> Tensor:
+    """Empty checkpoint tensor of shape (*lead, n_chunks, d_state) for fake (meta) kernels."""
+    return u.new_empty((*lead, num_chunks(length, chunk), d_state), dtype=compute_dtype(u.dtype))
+
+
+def fake_grads(u, delta, A, B, C, D: Optional[Tensor], delta_bias: Optional[Tensor], param_shape):
+    """Empty gradients matching the backward ops' outputs, for fake (meta) kernels."""
+    def like_param(p: Optional[Tensor]) -> Tensor:
+        return A.new_empty(param_shape, dtype=p.dtype if p is not None else torch.float32)
+
+    return (
+        torch.empty_like(u, memory_format=torch.contiguous_format),
+        torch.empty_like(delta, memory_format=torch.contiguous_format),
+        torch.empty_like(A, memory_format=torch.contiguous_format),
+        torch.empty_like(B, memory_format=torch.contiguous_format),
+        torch.empty_like(C, memory_format=torch.contiguous_format),
+        like_param(D),
+        like_param(delta_bias),
+    )
+
+
+def register_scan_autograd(fwd_op, bwd_op) -> None:
+    """Attach the backward op to the forward op: gradients for u, delta, A, B, C, D, delta_bias."""
+
+    def setup_context(ctx, inputs, output):
+        u, delta, A, B, C, D, delta_bias, delta_softplus, chunk = inputs
+        ckpt = output[1]
+        ctx.mark_non_differentiable(ckpt)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, ckpt)
+        ctx.delta_softplus = delta_softplus
+        ctx.chunk = chunk
+
+    def backward(ctx, dy, _dckpt):
+        u, delta, A, B, C, D, delta_bias, ckpt = ctx.saved_tensors
+        du, ddelta, dA, dB, dC, dD, ddb = bwd_op(
+            dy.contiguous(), u, delta, A, B, C, D, delta_bias, ctx.delta_softplus, ckpt, ctx.chunk
+        )
+        return (
+            du,
+            ddelta,
+            dA,
+            dB,
+            dC,
+            dD if D is not None else None,
+            ddb if delta_bias is not None else None,
+            None,
+            None,
+        )
+
+    fwd_op.register_autograd(backward, setup_context=setup_context)
