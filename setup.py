@@ -54,6 +54,10 @@ def _extensions():
     cuda_cpp_sources = [p for p in all_cpp if p.endswith("_cuda.cpp")]
     cu_sources = rel(glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))
 
+    if not cpp_sources:
+        _log("no kernel sources in csrc/: pure-Python install")
+        return [], {}
+
     march = os.environ.get("GRAINSEG_MARCH", "native")
     cxx_flags = ["-O3", "-fopenmp", "-std=c++17", "-DNDEBUG"]
     if march and march != "none":
