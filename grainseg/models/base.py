@@ -1,0 +1,385 @@
+"""``SegmentationModel``: the base class of every grainseg network (nn.Module + Hugging Face Hub mixin).
+
+Interface (stable; other modules code against it)::
+
+    class MyNet(SegmentationModel):
+        size_divisor = 16                      # forward pads H, W up to a multiple of this, crops back
+        def __init__(self, in_chans: int = 3, num_classes: int = 1, width: int = 64,
+                     preprocessing: Optional[dict] = None):
+            super().__init__(in_chans=in_chans, num_classes=num_classes, preprocessing=preprocessing)
+            ...
+        def forward_features(self, x: Tensor) -> Tensor:   # padded (b, in_chans, H', W') -> logits
+            ...
+
+    model(x)                      # logits (b, num_classes, h, w) for any h, w; 1-channel input is
+                                  # repeated to in_chans (3-channel input averaged for in_chans == 1)
+    model.predict(x)              # probabilities in eval / inference mode: sigmoid (1 class) or softmax
+    model.config                  # every __init__ argument (JSON-able), preprocessing included
+    model.preprocessing           # {"normalize": "minmax", "input_size": [256, 256], "train_image_size": None}
+    model.save_pretrained(dir, metrics={"dice": 0.91}, dataset="exone316l", overwrite=False)
+                                  # config.json + model.safetensors + README.md (model card)
+    Cls.from_pretrained(dir_or_repo_id, revision=None, cache_dir=None, local_files_only=False,
+                        token=None, strict=True)     # safetensors only, never pickle
+    model.load_reference_state_dict(sd)              # weights under the paper authors' names, strict
+    model.load_weights(sd, strict=True)              # our names; error lists missing / unexpected keys
+
+Rules for subclasses: ``__init__`` takes explicit keyword arguments only (no ``*args`` / ``**kwargs``),
+all JSON-able, and passes ``in_chans``, ``num_classes`` and ``preprocessing`` to this base, so the
+Hub config records every argument and round-trips.  ``config.json`` also carries ``architecture``
+(the class name), which :func:`grainseg.from_pretrained` uses to pick the class.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
+from torch import Tensor, nn
+
+__all__ = [
+    "SegmentationModel",
+    "StateDictMismatchError",
+    "DEFAULT_PREPROCESSING",
+    "normalize_preprocessing",
+    "pad_to_multiple",
+    "state_dict_mismatch",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+#: Keys of config.json that are metadata, not __init__ arguments.
+CONFIG_METADATA_KEYS = ("architecture", "grainseg_version")
+
+#: The preprocessing record every model carries (per-image min-max to [0, 1]; the network's training
+#: input size; the size of the training images before resizing, filled in by the trainer).
+DEFAULT_PREPROCESSING: Dict[str, Any] = {"normalize": "minmax", "input_size": [256, 256], "train_image_size": None}
+
+_MODEL_CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ title }}
+
+A grain-segmentation model from the `grainseg` library:
+architecture `{{ architecture }}` ({{ num_params }} parameters), {{ num_classes }} output class(es),
+{{ in_chans }} input channel(s).
+
+Load it with:
+
+```python
+import grainseg
+model = grainseg.from_pretrained("<this repository or directory>")
+probabilities = model.predict(images)  # (b, {{ in_chans }}, h, w) float tensor, min-max normalised
+```
+
+## Training data
+
+{{ dataset | default("Not recorded.", true) }}
+
+## Metrics
+
+{{ metrics_table }}
+
+## Preprocessing
+
+`{{ preprocessing }}`
+
+## Configuration
+
+```json
+{{ config_json }}
+```
+"""
+
+
+class StateDictMismatchError(RuntimeError):
+    """A state dict does not match the model: lists missing, unexpected and wrongly-shaped keys."""
+
+
+def _check_size_pair(value: Any, name: str) -> Optional[list]:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
+        raise ValueError(f"preprocessing[{name!r}] must be None or [height, width] positive ints, got {value!r}")
+    return [int(v) for v in value]
+
+
+def normalize_preprocessing(preprocessing: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """Fill the defaults into a preprocessing record and validate the known keys (extra keys are kept)."""
+    if preprocessing is None:
+        return copy.deepcopy(DEFAULT_PREPROCESSING)
+    if not isinstance(preprocessing, Mapping):
+        raise ValueError(f"preprocessing must be a dict or None, got {type(preprocessing).__name__}")
+    out = {**copy.deepcopy(DEFAULT_PREPROCESSING), **copy.deepcopy(dict(preprocessing))}
+    if not isinstance(out["normalize"], str):
+        raise ValueError(f"preprocessing['normalize'] must be a string such as 'minmax', got {out['normalize']!r}")
+    out["input_size"] = _check_size_pair(out["input_size"], "input_size")
+    out["train_image_size"] = _check_size_pair(out["train_image_size"], "train_image_size")
+    return out
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Pad the last two dims of ``x`` (bottom / right, edge-replicate) up to a multiple of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def state_dict_mismatch(
+    model_state: Mapping[str, Tensor], state_dict: Mapping[str, Tensor]
+) -> Tuple[list, list, list]:
+    """(missing, unexpected, wrong-shape) key lists of ``state_dict`` against ``model_state``."""
+    missing = [k for k in model_state if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in model_state]
+    shapes = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in model_state.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    return missing, unexpected, shapes
+
+
+def _format_keys(title: str, keys: Sequence[str], limit: int = 25) -> str:
+    shown = "\n    ".join(keys[:limit])
+    more = f"\n    ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return f"  {title} ({len(keys)}):\n    {shown}{more}"
+
+
+class SegmentationModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="grainseg",
+    pipeline_tag="image-segmentation",
+    tags=["grainseg", "grain-segmentation", "microscopy"],
+    model_card_template=_MODEL_CARD_TEMPLATE,
+):
+    """Base of all grainseg models: input checks, padding to ``size_divisor``, predict, Hub I/O."""
+
+    #: forward pads H and W up to a multiple of this before :meth:`forward_features`, then crops back.
+    size_divisor: int = 1
+    #: registry name of the default preset of this class (set by ``register_model``).
+    model_name: Optional[str] = None
+
+    def __init__(self, in_chans: int = 3, num_classes: int = 1, preprocessing: Optional[dict] = None) -> None:
+        super().__init__()
+        if not isinstance(in_chans, int) or isinstance(in_chans, bool) or in_chans < 1:
+            raise ValueError(f"in_chans must be a positive int, got {in_chans!r}")
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.preprocessing: Dict[str, Any] = normalize_preprocessing(preprocessing)
+
+    # ------------------------------------------------------------------ forward / predict
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Logits for an input whose H and W are multiples of ``size_divisor`` (subclasses implement)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward_features")
+
+    def adapt_channels(self, x: Tensor) -> Tensor:
+        """Check ``x`` is (b, c, h, w) and match c to ``in_chans`` (1 -> repeat; 3 -> mean if in_chans is 1)."""
+        if x.dim() != 4:
+            raise ValueError(f"input must be a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}")
+        c = x.shape[1]
+        if c == self.in_chans:
+            return x
+        if c == 1:
+            return x.expand(-1, self.in_chans, -1, -1)
+        if self.in_chans == 1 and c == 3:
+            return x.mean(dim=1, keepdim=True)
+        raise ValueError(f"input has {c} channels; this model takes {self.in_chans} (or 1, repeated)")
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (b, num_classes, h, w) for any h, w: pad to ``size_divisor``, run, crop back."""
+        x = self.adapt_channels(x)
+        if not x.is_floating_point():
+            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        h, w = x.shape[-2:]
+        out = self.forward_features(pad_to_multiple(x, self.size_divisor))
+        return out[..., :h, :w]
+
+    def probabilities(self, logits: Tensor) -> Tensor:
+        """Logits -> probabilities: sigmoid for one class, softmax over classes otherwise."""
+        return torch.sigmoid(logits) if self.num_classes == 1 else torch.softmax(logits, dim=1)
+
+    def predict(self, x: Tensor) -> Tensor:
+        """Probabilities for ``x`` in eval and inference mode (the training mode is restored after)."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                return self.probabilities(self(x))
+        finally:
+            self.train(was_training)
+
+    # ------------------------------------------------------------------ config
+    @property
+    def config(self) -> Dict[str, Any]:
+        """Every __init__ argument (as passed, JSON-able), with the current ``preprocessing``."""
+        cfg = copy.deepcopy(dict(self._hub_mixin_config or {}))
+        cfg["preprocessing"] = copy.deepcopy(self.preprocessing)
+        return cfg
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of parameters (all, or only those with ``requires_grad``)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    # ------------------------------------------------------------------ weights
+    def load_weights(self, state_dict: Mapping[str, Tensor], strict: bool = True) -> Tuple[list, list]:
+        """Load a state dict under our names; strict raises :class:`StateDictMismatchError` listing keys.
+
+        Non-strict loading still refuses wrongly-shaped tensors.  Returns (missing, unexpected).
+        """
+        missing, unexpected, shapes = state_dict_mismatch(self.state_dict(), state_dict)
+        if shapes or (strict and (missing or unexpected)):
+            parts = [f"state dict does not match {type(self).__name__} (strict={strict}):"]
+            if missing:
+                parts.append(_format_keys("missing keys", missing))
+            if unexpected:
+                parts.append(_format_keys("unexpected keys", unexpected))
+            if shapes:
+                parts.append(_format_keys("shape mismatches", shapes))
+            raise StateDictMismatchError("\n".join(parts))
+        self.load_state_dict(dict(state_dict), strict=False)
+        return missing, unexpected
+
+    def reference_to_native(self, state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+        """Map a state dict in the paper authors' names to ours (identity here; subclasses override)."""
+        return dict(state_dict)
+
+    def load_reference_state_dict(self, state_dict: Mapping[str, Tensor], strict: bool = True) -> Tuple[list, list]:
+        """Load weights saved by the reference (authors') code, strictly by default."""
+        return self.load_weights(self.reference_to_native(state_dict), strict=strict)
+
+    # ------------------------------------------------------------------ Hub
+    def save_pretrained(
+        self,
+        save_directory: Union[str, Path],
+        *,
+        metrics: Optional[Mapping[str, float]] = None,
+        dataset: Optional[str] = None,
+        overwrite: bool = False,
+        config: Optional[dict] = None,
+        repo_id: Optional[str] = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: Optional[Dict[str, Any]] = None,
+        **push_to_hub_kwargs: Any,
+    ) -> Optional[str]:
+        """Write config.json, model.safetensors and a model card (README.md with ``metrics`` and ``dataset``).
+
+        Refuses to replace existing files unless ``overwrite=True``.
+        """
+        save_directory = Path(save_directory)
+        existing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if (save_directory / n).exists()]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{save_directory} already holds {', '.join(existing)}; pass overwrite=True to replace them"
+            )
+        if metrics is not None and not isinstance(metrics, Mapping):
+            raise ValueError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
+        if overwrite:
+            (save_directory / CARD_NAME).unlink(missing_ok=True)
+        cfg = dict(config) if config is not None else self.config
+        from grainseg import __version__
+
+        cfg = {**cfg, "architecture": type(self).__name__, "grainseg_version": __version__}
+        card_kwargs = {**self._card_fields(cfg, metrics, dataset), **(model_card_kwargs or {})}
+        return super().save_pretrained(
+            save_directory,
+            config=cfg,
+            repo_id=repo_id,
+            push_to_hub=push_to_hub,
+            model_card_kwargs=card_kwargs,
+            **push_to_hub_kwargs,
+        )
+
+    def _card_fields(self, cfg: dict, metrics: Optional[Mapping[str, float]], dataset: Optional[str]) -> dict:
+        if metrics:
+            rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items())
+            table = "| metric | value |\n|---|---|\n" + rows
+        else:
+            table = "Not recorded."
+        return {
+            "title": f"grainseg {type(self).__name__}",
+            "architecture": type(self).__name__,
+            "num_params": f"{self.num_parameters():,}",
+            "num_classes": self.num_classes,
+            "in_chans": self.in_chans,
+            "dataset": dataset,
+            "metrics_table": table,
+            "metrics": dict(metrics or {}),
+            "preprocessing": json.dumps(self.preprocessing),
+            "config_json": json.dumps(cfg, indent=2, sort_keys=True),
+        }
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """Model card with grainseg's template; the data set goes into the card's metadata too."""
+        data = ModelCardData(**self._hub_mixin_info.model_card_data.to_dict())
+        if kwargs.get("dataset"):
+            data.datasets = [str(kwargs["dataset"])]
+        return ModelCard.from_template(
+            card_data=data,
+            template_str=self._hub_mixin_info.model_card_template,
+            **kwargs,
+        )
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Weights as safetensors (contiguous copies, so views and shared tensors save cleanly)."""
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: Union[str, Path],
+        *,
+        force_download: bool = False,
+        token: Optional[Union[str, bool]] = None,
+        cache_dir: Optional[Union[str, Path]] = None,
+        local_files_only: bool = False,
+        revision: Optional[str] = None,
+        strict: bool = True,
+        map_location: Union[str, torch.device] = "cpu",
+        **model_kwargs: Any,
+    ) -> "SegmentationModel":
+        """Build the model from config.json and load model.safetensors (a local dir, a bundled name or a Hub id).
+
+        ``model_kwargs`` override config values.  Only safetensors are read; loading is strict by default.
+        """
+        from grainseg.hub import load_pretrained
+
+        return load_pretrained(
+            pretrained_model_name_or_path,
+            cls=cls,
+            force_download=force_download,
+            token=token,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            revision=revision,
+            strict=strict,
+            map_location=map_location,
+            **model_kwargs,
+        )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> "SegmentationModel":
+        """Build (random weights) from a config dict; metadata keys are ignored, unknown keys raise."""
+        params = [p for p in cls._hub_mixin_init_parameters if p != "self"]
+        cfg = {k: v for k, v in dict(config).items() if k not in CONFIG_METADATA_KEYS}
+        unknown = sorted(set(cfg) - set(params))
+        if unknown:
+            raise ValueError(f"config has keys {unknown} that {cls.__name__} does not take (it takes {params})")
+        cfg.update(overrides)
+        return cls(**cfg)
