@@ -1,0 +1,47 @@
+"""EnhancedASPP: the atrous spatial pyramid pooling head of VM-UNet-ASPP (SiLU variant)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["EnhancedASPP"]
+
+
+class EnhancedASPP(nn.Module):
+    """Multi-rate context on a (b, in, h, w) map -> (b, out, h, w).
+
+    Branches: 1x1 conv-BN-SiLU (``conv1``/``bn1``); one dilated 3x3 conv-BN-SiLU per rate
+    (``convs``/``bns``); global average pool -> 1x1 conv (``conv_pool``) -> bilinear upsample, without
+    BN or activation.  The branches are concatenated in that order and fused by a 1x1 conv-BN-SiLU
+    (``conv_out``/``bn_out``).  No conv has a bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, rates: Sequence[int] = (3, 6, 9, 12, 15)) -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        rates = list(rates)
+        if not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rates):
+            raise ValueError(f"rates must be a non-empty list of positive ints, got {rates!r}")
+        self.rates = rates
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels, out_channels, 3, padding=r, dilation=r, bias=False) for r in rates
+        )
+        self.bns = nn.ModuleList(nn.BatchNorm2d(out_channels) for _ in rates)
+        self.conv_pool = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.conv_out = nn.Conv2d(out_channels * (len(rates) + 2), out_channels, 1, bias=False)
+        self.bn_out = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        branches = [F.silu(self.bn1(self.conv1(x)))]
+        branches += [F.silu(bn(conv(x))) for conv, bn in zip(self.convs, self.bns)]
+        pooled = self.conv_pool(F.adaptive_avg_pool2d(x, 1))
+        branches.append(F.interpolate(pooled, size=(h, w), mode="bilinear", align_corners=False))
+        return F.silu(self.bn_out(self.conv_out(torch.cat(branches, dim=1))))
