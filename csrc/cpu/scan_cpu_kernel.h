@@ -1,0 +1,350 @@
+// Templated CPU selective-scan kernels (forward and backward), one core for both ops.
+//
+// A "lane" is one (batch b, direction k, channel d) sequence: selective_scan has one direction with the
+// identity order, ss2d_scan four directions whose orders index the spatial grid (scan_params.h).  The
+// kernels read u and delta in place through the order, one chunk of steps at a time, into small
+// per-thread buffers (never whole reordered copies), and SIMD-vectorise over the state dim n.
+//
+// CPU layout requirements on top of scan_params.h (the binding provides them): A, B, C, dB, dC have the
+// state dim n innermost (B_dstate_stride == 1), and B, C, A, D, delta_bias, dA, dB, dC, dD, ddelta_bias
+// are in the compute type acc_t.  u, delta, y, dy, du, ddelta are in the input type in_t.
+//
+// Parallelism and determinism:
+//   forward:  OpenMP over (batch, channel); each task loops over the directions and owns y[b, d, :].
+//   backward: per batch, OpenMP over fixed channel blocks (each inside one B group and one C group).
+//             du / ddelta are owned by the task; dA, dD, ddelta_bias are owned per channel and summed
+//             over the batch serially; dB / dC partials live in per-block buffers reduced in block order.
+//             No atomics; the result does not depend on the thread schedule (block count is fixed for
+//             up to kMinBlocks threads).
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu/scan_math.h"
+#include "scan_params.h"
+
+namespace grainseg {
+namespace cpu {
+
+inline int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// Step -> position tables of every direction, (n_dirs, seqlen).
+inline std::vector<index_t> direction_positions(const ScanParams& P) {
+  std::vector<index_t> pos(static_cast<size_t>(P.n_dirs * P.seqlen));
+  for (index_t k = 0; k < P.n_dirs; ++k)
+    for (index_t t = 0; t < P.seqlen; ++t)
+      pos[k * P.seqlen + t] = direction_position(static_cast<int>(k), t, P.height, P.width);
+  return pos;
+}
+
+// Pointers and constants of one (b, k, d) sequence.
+template <typename in_t, typename acc_t>
+struct Lane {
+  const in_t* u;      // u[b, d, :], spatial layout
+  const in_t* delta;  // delta[b, k, d, :]
+  const acc_t* A;     // A[k, d, :]
+  const acc_t* B;     // B[b, group, :, :] as (position, n)
+  const acc_t* C;
+  acc_t D, bias;
+  acc_t* ckpt;          // ckpt[b, k, d, :, :]
+  const index_t* pos;   // order of direction k
+};
+
+template <typename in_t, typename acc_t>
+Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, index_t b, index_t k, index_t d) {
+  const index_t gB = k * P.n_groups_B + d / (P.dim / P.n_groups_B);
+  const index_t gC = k * P.n_groups_C + d / (P.dim / P.n_groups_C);
+  Lane<in_t, acc_t> l;
+  l.u = static_cast<const in_t*>(P.u) + b * P.u_batch_stride + d * P.u_dim_stride;
+  l.delta = static_cast<const in_t*>(P.delta) + b * P.delta_batch_stride + k * P.delta_dir_stride +
+            d * P.delta_dim_stride;
+  l.A = static_cast<const acc_t*>(P.A) + k * P.A_dir_stride + d * P.A_dim_stride;
+  l.B = static_cast<const acc_t*>(P.B) + b * P.B_batch_stride + gB * P.B_group_stride;
+  l.C = static_cast<const acc_t*>(P.C) + b * P.C_batch_stride + gC * P.C_group_stride;
+  l.D = P.D ? static_cast<const acc_t*>(P.D)[k * P.D_dir_stride + d] : acc_t(0);
+  l.bias = P.delta_bias ? static_cast<const acc_t*>(P.delta_bias)[k * P.delta_bias_dir_stride + d] : acc_t(0);
+  l.ckpt = static_cast<acc_t*>(P.ckpt) + ((b * P.n_dirs + k) * P.dim + d) * P.n_chunks * P.dstate;
+  l.pos = positions + k * P.seqlen;
+  return l;
+}
+
+// Per-thread buffers for one chunk of steps.
+template <typename acc_t>
+struct ChunkBuffers {
+  std::vector<acc_t> u, dt, dtu, dsoftplus;
+  explicit ChunkBuffers(index_t chunk) : u(chunk), dt(chunk), dtu(chunk), dsoftplus(chunk) {}
+};
+
+// Gathers u and delta for steps [t0, t0 + len) of a lane and computes dt, dt * u and (backward) the
+// softplus derivative.  Separate loops so the elementwise math vectorises.
+template <typename in_t, typename acc_t>
+void load_chunk(const Lane<in_t, acc_t>& l, index_t t0, index_t len, bool softplus_on, bool want_grad,
+                ChunkBuffers<acc_t>& cb) {
+  acc_t* __restrict uu = cb.u.data();
+  acc_t* __restrict dt = cb.dt.data();
+  acc_t* __restrict dtu = cb.dtu.data();
+  const index_t* pos = l.pos + t0;
+  for (index_t s = 0; s < len; ++s) {
+    const index_t p = pos[s];
+    uu[s] = static_cast<acc_t>(l.u[p]);
+    dt[s] = static_cast<acc_t>(l.delta[p]) + l.bias;
+  }
+  if (softplus_on) {
+    if (want_grad) {
+      acc_t* __restrict ds = cb.dsoftplus.data();
+#pragma omp simd
+      for (index_t s = 0; s < len; ++s) ds[s] = softplus_grad(dt[s]);
+    }
+#pragma omp simd
+    for (index_t s = 0; s < len; ++s) dt[s] = softplus(dt[s]);
+  }
+#pragma omp simd
+  for (index_t s = 0; s < len; ++s) dtu[s] = dt[s] * uu[s];
+}
+
+// One forward step of the state: x = exp(dt a) x + dt u B; returns <x, C>.
+template <typename acc_t>
+inline acc_t state_step(acc_t* __restrict x, const acc_t* __restrict a, const acc_t* __restrict Bt,
+                        const acc_t* __restrict Ct, acc_t dt, acc_t dtu, index_t N) {
+  acc_t acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (index_t n = 0; n < N; ++n) {
+    const acc_t xn = scan_exp(dt * a[n]) * x[n] + dtu * Bt[n];
+    x[n] = xn;
+    acc += xn * Ct[n];
+  }
+  return acc;
+}
+
+// ---------------------------------------------------------------------------------------------- forward
+
+template <typename in_t, typename acc_t>
+void scan_fwd_cpu(const ScanParams& P) {
+  const index_t L = P.seqlen, N = P.dstate, T = P.chunk;
+  const std::vector<index_t> positions = direction_positions(P);
+  const index_t tasks = P.batch * P.dim;
+#pragma omp parallel
+  {
+    std::vector<acc_t> ybuf(L), x(N);
+    ChunkBuffers<acc_t> cb(T);
+#pragma omp for schedule(dynamic, 1)
+    for (index_t task = 0; task < tasks; ++task) {
+      const index_t b = task / P.dim, d = task % P.dim;
+      std::fill(ybuf.begin(), ybuf.end(), acc_t(0));
+      for (index_t k = 0; k < P.n_dirs; ++k) {
+        const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), b, k, d);
+        std::fill(x.begin(), x.end(), acc_t(0));
+        for (index_t c = 0, t0 = 0; t0 < L; ++c, t0 += T) {
+          const index_t len = std::min(T, L - t0);
+          load_chunk(l, t0, len, P.delta_softplus, false, cb);
+          for (index_t s = 0; s < len; ++s) {
+            const index_t p = l.pos[t0 + s];
+            ybuf[p] += state_step(x.data(), l.A, l.B + p * N, l.C + p * N, cb.dt[s], cb.dtu[s], N) +
+                       l.D * cb.u[s];
+          }
+          std::copy(x.begin(), x.end(), l.ckpt + c * N);
+        }
+      }
+      in_t* y = static_cast<in_t*>(P.y) + b * P.y_batch_stride + d * P.y_dim_stride;
+      for (index_t p = 0; p < L; ++p) y[p] = static_cast<in_t>(ybuf[p]);
+    }
+  }
+}
+
+// --------------------------------------------------------------------------------------------- backward
+
+// Fixed channel blocks for the backward: each lies inside one B group and one C group (so its dB / dC
+// partial covers one group per direction), at least kMinBlocks of them so the split and therefore the
+// summation order do not depend on the thread count.
+constexpr index_t kMinBlocks = 8;
+
+struct ChannelBlock {
+  index_t begin, end, gB, gC;
+};
+
+inline std::vector<ChannelBlock> channel_blocks(const ScanParams& P) {
+  const index_t cpgB = P.dim / P.n_groups_B, cpgC = P.dim / P.n_groups_C;
+  std::vector<index_t> cuts;
+  for (index_t d = 0; d <= P.dim; d += cpgB) cuts.push_back(d);
+  for (index_t d = 0; d <= P.dim; d += cpgC) cuts.push_back(d);
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  const index_t segments = static_cast<index_t>(cuts.size()) - 1;
+  const index_t want = std::max<index_t>(kMinBlocks, max_threads());
+  const index_t split = std::max<index_t>(1, (want + segments - 1) / segments);
+  std::vector<ChannelBlock> blocks;
+  for (index_t s = 0; s < segments; ++s) {
+    const index_t lo = cuts[s], len = cuts[s + 1] - lo, parts = std::min(split, len);
+    for (index_t q = 0; q < parts; ++q)
+      blocks.push_back({lo + q * len / parts, lo + (q + 1) * len / parts, lo / cpgB, lo / cpgC});
+  }
+  return blocks;
+}
+
+// Per-thread buffers of the backward: recomputed states and decays of one chunk, du of one channel.
+template <typename acc_t>
+struct BwdScratch {
+  ChunkBuffers<acc_t> cb;
+  std::vector<acc_t> xs, decay, dx, dA, zero, du;
+  BwdScratch(index_t chunk, index_t N, index_t L)
+      : cb(chunk), xs(chunk * N), decay(chunk * N), dx(N), dA(N), zero(N, acc_t(0)), du(L) {}
+};
+
+// Backward of one lane: walks the chunks in reverse, recomputing each chunk's states from the checkpoint
+// before it.  Adds into du (spatial, per thread), dBp / dCp (spatial (position, n) partials of the
+// block), and dA / dD / ddelta_bias of (k, d); writes ddelta.
+template <typename in_t, typename acc_t>
+void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, const in_t* dy, in_t* ddelta, acc_t* dBp,
+              acc_t* dCp, acc_t* dA_out, acc_t& dD_out, acc_t& dbias_out, BwdScratch<acc_t>& s) {
+  const index_t L = P.seqlen, N = P.dstate, T = P.chunk;
+  ChunkBuffers<acc_t>& cb = s.cb;
+  std::fill(s.dx.begin(), s.dx.end(), acc_t(0));
+  std::fill(s.dA.begin(), s.dA.end(), acc_t(0));
+  acc_t* __restrict dx = s.dx.data();
+  acc_t* __restrict dA = s.dA.data();
+  const acc_t* __restrict a = l.A;
+  acc_t dD = 0, dbias = 0;
+  for (index_t c = P.n_chunks - 1; c >= 0; --c) {
+    const index_t t0 = c * T, len = std::min(T, L - t0);
+    load_chunk(l, t0, len, P.delta_softplus, true, cb);
+    const acc_t* x0 = c > 0 ? l.ckpt + (c - 1) * N : s.zero.data();
+    // Recompute the chunk's states and decays from the checkpoint before it.
+    for (index_t j = 0; j < len; ++j) {
+      const acc_t* __restrict xp = j > 0 ? &s.xs[(j - 1) * N] : x0;
+      acc_t* __restrict xj = &s.xs[j * N];
+      acc_t* __restrict ej = &s.decay[j * N];
+      const acc_t* __restrict Bt = l.B + l.pos[t0 + j] * N;
+      const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
+#pragma omp simd
+      for (index_t n = 0; n < N; ++n) {
+        ej[n] = scan_exp(dt * a[n]);
+        xj[n] = ej[n] * xp[n] + dtu * Bt[n];
+      }
+    }
+    // Reverse walk: dx holds dL/dx_t (carried to x_{t-1} through the decay).
+    for (index_t j = len - 1; j >= 0; --j) {
+      const index_t p = l.pos[t0 + j];
+      const acc_t g = static_cast<acc_t>(dy[p]);
+      const acc_t* __restrict xp = j > 0 ? &s.xs[(j - 1) * N] : x0;
+      const acc_t* __restrict xj = &s.xs[j * N];
+      const acc_t* __restrict ej = &s.decay[j * N];
+      const acc_t* __restrict Bt = l.B + p * N;
+      const acc_t* __restrict Ct = l.C + p * N;
+      acc_t* __restrict dBt = dBp + p * N;
+      acc_t* __restrict dCt = dCp + p * N;
+      const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
+      acc_t d_dtu = 0, d_dt = 0;
+#pragma omp simd reduction(+ : d_dtu, d_dt)
+      for (index_t n = 0; n < N; ++n) {
+        const acc_t dxn = dx[n] + g * Ct[n];
+        dCt[n] += g * xj[n];
+        dBt[n] += dxn * dtu;
+        d_dtu += dxn * Bt[n];
+        const acc_t dlog = dxn * xp[n] * ej[n];  // d / d(dt * a_n)
+        d_dt += dlog * a[n];
+        dA[n] += dlog * dt;
+        dx[n] = dxn * ej[n];
+      }
+      const acc_t uu = cb.u[j];
+      s.du[p] += d_dtu * dt + g * l.D;
+      dD += g * uu;
+      acc_t dd = d_dt + d_dtu * uu;
+      if (P.delta_softplus) dd *= cb.dsoftplus[j];
+      ddelta[p] = static_cast<in_t>(dd);
+      dbias += dd;
+    }
+  }
+  for (index_t n = 0; n < N; ++n) dA_out[n] += dA[n];
+  dD_out += dD;
+  dbias_out += dbias;
+}
+
+// Sums the blocks' partials of one group into out (position, n) in block order.
+template <typename acc_t>
+void reduce_partials(const std::vector<const acc_t*>& parts, acc_t* out, index_t p0, index_t p1, index_t N) {
+  std::fill(out + p0 * N, out + p1 * N, acc_t(0));
+  for (const acc_t* part : parts)
+    for (index_t i = p0 * N; i < p1 * N; ++i) out[i] += part[i];
+}
+
+template <typename in_t, typename acc_t>
+void scan_bwd_cpu(const ScanBwdParams& P) {
+  const index_t L = P.seqlen, N = P.dstate, K = P.n_dirs;
+  const std::vector<index_t> positions = direction_positions(P);
+  const std::vector<ChannelBlock> blocks = channel_blocks(P);
+  const index_t nblk = static_cast<index_t>(blocks.size());
+  const index_t part = L * N;  // one direction's partial of one group
+  // Per-block dB / dC partials, (block, direction, position, n); reused for every batch element.
+  std::vector<acc_t> dBpart(static_cast<size_t>(nblk * K * part)), dCpart(dBpart.size());
+  acc_t* dA = static_cast<acc_t*>(P.dA);
+  acc_t* dD = static_cast<acc_t*>(P.dD);
+  acc_t* dbias = static_cast<acc_t*>(P.ddelta_bias);
+  std::fill(dA, dA + K * P.dim * N, acc_t(0));
+  std::fill(dD, dD + K * P.dim, acc_t(0));
+  std::fill(dbias, dbias + K * P.dim, acc_t(0));
+  const index_t n_pos_tiles = std::max<index_t>(1, std::min<index_t>(L, 4 * max_threads()));
+
+  for (index_t b = 0; b < P.batch; ++b) {
+#pragma omp parallel
+    {
+      BwdScratch<acc_t> scratch(P.chunk, N, L);
+#pragma omp for schedule(dynamic, 1)
+      for (index_t j = 0; j < nblk; ++j) {
+        const ChannelBlock& blk = blocks[j];
+        acc_t* dBj = dBpart.data() + j * K * part;
+        acc_t* dCj = dCpart.data() + j * K * part;
+        std::fill(dBj, dBj + K * part, acc_t(0));
+        std::fill(dCj, dCj + K * part, acc_t(0));
+        for (index_t d = blk.begin; d < blk.end; ++d) {
+          std::fill(scratch.du.begin(), scratch.du.end(), acc_t(0));
+          const in_t* dy = static_cast<const in_t*>(P.dy) + b * P.dy_batch_stride + d * P.dy_dim_stride;
+          for (index_t k = 0; k < K; ++k) {
+            const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), b, k, d);
+            in_t* ddelta = static_cast<in_t*>(P.ddelta) + b * P.ddelta_batch_stride + k * P.ddelta_dir_stride +
+                           d * P.ddelta_dim_stride;
+            const index_t kd = k * P.dim + d;
+            lane_bwd(P, l, dy, ddelta, dBj + k * part, dCj + k * part, dA + kd * N, dD[kd], dbias[kd], scratch);
+          }
+          in_t* du = static_cast<in_t*>(P.du) + b * P.du_batch_stride + d * P.du_dim_stride;
+          for (index_t p = 0; p < L; ++p) du[p] = static_cast<in_t>(scratch.du[p]);
+        }
+      }
+      // Reduce the partials of every (direction, group) in block order, tiled over positions.
+      const index_t nG = std::max(P.n_groups_B, P.n_groups_C);
+#pragma omp for collapse(2) schedule(static)
+      for (index_t kg = 0; kg < K * nG; ++kg) {
+        for (index_t tile = 0; tile < n_pos_tiles; ++tile) {
+          const index_t k = kg / nG, g = kg % nG;
+          const index_t p0 = tile * L / n_pos_tiles, p1 = (tile + 1) * L / n_pos_tiles;
+          std::vector<const acc_t*> partsB, partsC;
+          for (index_t j = 0; j < nblk; ++j) {
+            if (blocks[j].gB == g) partsB.push_back(dBpart.data() + (j * K + k) * part);
+            if (blocks[j].gC == g) partsC.push_back(dCpart.data() + (j * K + k) * part);
+          }
+          if (g < P.n_groups_B)
+            reduce_partials(partsB, static_cast<acc_t*>(P.dB) + b * P.dB_batch_stride +
+                                        (k * P.n_groups_B + g) * P.dB_group_stride, p0, p1, N);
+          if (g < P.n_groups_C)
+            reduce_partials(partsC, static_cast<acc_t*>(P.dC) + b * P.dC_batch_stride +
+                                        (k * P.n_groups_C + g) * P.dC_group_stride, p0, p1, N);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace cpu
+}  // namespace grainseg

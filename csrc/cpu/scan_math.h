@@ -1,0 +1,101 @@
+// Elementwise math of the CPU scan kernels, written so that GCC/Clang vectorise loops calling it.
+//
+// glibc's expf / log1pf are scalar calls that block vectorisation of the state loop; the float versions
+// below are branch-free Cephes-style polynomials (about 1-2 ulp over the range the scan uses) that the
+// compiler turns into SIMD code with -O3 -march=...  double keeps the libm functions: the fp64 path
+// exists for gradcheck, where exactness matters more than speed.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+namespace grainseg {
+namespace cpu {
+
+inline float bits_to_float(int32_t i) {
+  float f;
+  std::memcpy(&f, &i, sizeof f);
+  return f;
+}
+
+inline int32_t float_to_bits(float f) {
+  int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return i;
+}
+
+// exp(x): range reduction x = k ln2 + r, |r| <= ln2 / 2, degree-6 polynomial for exp(r), 2^k by
+// building the exponent bits.  The argument is clamped to [-87.3, 88] (results ~1e-38 .. 1.6e38);
+// NaN propagates.
+inline float exp_f32(float x) {
+  x = x < -87.33654f ? -87.33654f : x;
+  x = x > 88.0f ? 88.0f : x;
+  const float k = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.0f;
+  return e * bits_to_float((static_cast<int32_t>(k) + 127) << 23);
+}
+
+// log(x) for finite x > 0 (Cephes logf): x = m 2^e with m in [sqrt(1/2), sqrt(2)), polynomial in m - 1.
+inline float log_f32(float x) {
+  const int32_t bits = float_to_bits(x);
+  float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
+  float m = bits_to_float((bits & 0x807fffff) | 0x3f000000);  // in [0.5, 1)
+  const bool small = m < 0.707106781186547524f;
+  e = small ? e - 1.0f : e;
+  m = small ? m + m - 1.0f : m - 1.0f;
+  const float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y += e * -2.12194440e-4f;
+  y += -0.5f * z;
+  return m + y + e * 0.693359375f;
+}
+
+template <typename T>
+inline T scan_exp(T x) {
+  return std::exp(x);
+}
+template <>
+inline float scan_exp<float>(float x) {
+  return exp_f32(x);
+}
+
+// softplus(x) = log(1 + e^x), linear above 20 like torch.nn.functional.softplus.  log1p(v) is taken as
+// log(1 + v) * v / ((1 + v) - 1), exact to rounding even when v is tiny.
+template <typename T>
+inline T softplus(T x) {
+  return x > T(20) ? x : std::log1p(std::exp(x));
+}
+template <>
+inline float softplus<float>(float x) {
+  const float v = exp_f32(x);
+  const float w = 1.0f + v;
+  const float lp = (w == 1.0f) ? v : log_f32(w) * (v / (w - 1.0f));
+  return x > 20.0f ? x : lp;
+}
+
+// d softplus / dx = sigmoid(x) (1 above the linear threshold, as torch's backward).
+template <typename T>
+inline T softplus_grad(T x) {
+  return x > T(20) ? T(1) : T(1) / (T(1) + scan_exp<T>(-x));
+}
+
+}  // namespace cpu
+}  // namespace grainseg
