@@ -22,6 +22,8 @@ Interface (stable; other modules code against it)::
                         token=None, strict=True)     # safetensors only, never pickle
     model.load_reference_state_dict(sd)              # weights under the paper authors' names, strict
     model.load_weights(sd, strict=True)              # our names; error lists missing / unexpected keys
+    Cls.no_grad_params = ("heads.1.*",)              # params the logits don't use (aux heads): the
+                                                     # shared tester then expects no gradient there
 
 Rules for subclasses: ``__init__`` takes explicit keyword arguments only (no ``*args`` / ``**kwargs``),
 all JSON-able, and passes ``in_chans``, ``num_classes`` and ``preprocessing`` to this base, so the
@@ -170,6 +172,9 @@ class SegmentationModel(
     size_divisor: int = 1
     #: registry name of the default preset of this class (set by ``register_model``).
     model_name: Optional[str] = None
+    #: fnmatch patterns of parameters the logits do not depend on (e.g. deep-supervision heads that only
+    #: a training loss reads); the shared tester does not require gradients for them.
+    no_grad_params: Tuple[str, ...] = ()
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, preprocessing: Optional[dict] = None) -> None:
         super().__init__()
