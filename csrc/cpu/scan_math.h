@@ -8,22 +8,13 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 namespace grainseg {
 namespace cpu {
 
-inline float bits_to_float(int32_t i) {
-  float f;
-  std::memcpy(&f, &i, sizeof f);
-  return f;
-}
-
-inline int32_t float_to_bits(float f) {
-  int32_t i;
-  std::memcpy(&i, &f, sizeof i);
-  return i;
-}
+// Bit casts (a builtin so that the vectoriser sees plain register moves, unlike std::memcpy).
+inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
+inline int32_t float_to_bits(float f) { return __builtin_bit_cast(int32_t, f); }
 
 // exp(x): range reduction x = k ln2 + r, |r| <= ln2 / 2, degree-6 polynomial for exp(r), 2^k by
 // building the exponent bits.  The argument is clamped to [-87.3, 88] (results ~1e-38 .. 1.6e38);
@@ -31,7 +22,7 @@ inline int32_t float_to_bits(float f) {
 inline float exp_f32(float x) {
   x = x < -87.33654f ? -87.33654f : x;
   x = x > 88.0f ? 88.0f : x;
-  const float k = std::floor(x * 1.44269504088896341f + 0.5f);
+  const float k = std::nearbyint(x * 1.44269504088896341f);  // vectorises (floor(.+0.5) does not)
   float r = x - k * 0.693359375f;
   r = r - k * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -78,7 +69,8 @@ inline float scan_exp<float>(float x) {
 }
 
 // softplus(x) = log(1 + e^x), linear above 20 like torch.nn.functional.softplus.  log1p(v) is taken as
-// log(1 + v) * v / ((1 + v) - 1), exact to rounding even when v is tiny.
+// log(1 + v) * v / ((1 + v) - 1), exact to rounding even when v is tiny.  Both sides of every select are
+// computed unconditionally (no division under a branch) so loops over it vectorise.
 template <typename T>
 inline T softplus(T x) {
   return x > T(20) ? x : std::log1p(std::exp(x));
@@ -87,14 +79,17 @@ template <>
 inline float softplus<float>(float x) {
   const float v = exp_f32(x);
   const float w = 1.0f + v;
-  const float lp = (w == 1.0f) ? v : log_f32(w) * (v / (w - 1.0f));
-  return x > 20.0f ? x : lp;
+  const float den = w - 1.0f;
+  const float lp = log_f32(w) * (v / (den > 0.0f ? den : 1.0f));
+  const float sp = den > 0.0f ? lp : v;
+  return x > 20.0f ? x : sp;
 }
 
 // d softplus / dx = sigmoid(x) (1 above the linear threshold, as torch's backward).
 template <typename T>
 inline T softplus_grad(T x) {
-  return x > T(20) ? T(1) : T(1) / (T(1) + scan_exp<T>(-x));
+  const T s = T(1) / (T(1) + scan_exp<T>(-x));
+  return x > T(20) ? T(1) : s;
 }
 
 }  // namespace cpu
