@@ -1,0 +1,87 @@
+"""VSS block, patch embed / merge / expand and EnhancedASPP: structure, exact reorderings, checks."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grainseg.layers import EnhancedASPP, PatchEmbed, PatchExpand, PatchMerging, VSSBlock
+from grainseg.layers.vss_block import DropPath
+
+
+def test_vss_block_is_residual_over_ss2d():
+    torch.manual_seed(0)
+    blk = VSSBlock(8, drop_path=0.0, d_state=4).eval()
+    x = torch.randn(1, 4, 4, 8)
+    torch.testing.assert_close(blk(x), x + blk.self_attention(blk.ln_1(x)))
+    assert set(dict(blk.named_children())) == {"ln_1", "self_attention", "drop_path"}
+
+
+def test_drop_path_drops_whole_samples_in_training_only():
+    torch.manual_seed(0)
+    dp = DropPath(0.5)
+    x = torch.ones(64, 3, 2, 2)
+    y = dp(x)
+    per_sample = y.flatten(1)
+    assert set(per_sample.unique().tolist()) <= {0.0, 2.0}
+    assert ((per_sample == 0).all(1) | (per_sample == 2).all(1)).all()
+    assert torch.equal(dp.eval()(x), x)
+    with pytest.raises(ValueError, match="drop_prob"):
+        DropPath(1.0)
+
+
+def test_patch_embed():
+    pe = PatchEmbed(3, 8, 4)
+    assert pe(torch.randn(2, 3, 16, 12)).shape == (2, 4, 3, 8)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        pe(torch.randn(1, 3, 10, 12))
+
+
+def test_patch_merging_concatenation_order():
+    pm = PatchMerging(2)
+    x = torch.randn(1, 4, 6, 2)
+    x0, x1, x2, x3 = x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]
+    want = pm.reduction(pm.norm(torch.cat([x0, x1, x2, x3], -1)))
+    torch.testing.assert_close(pm(x), want)
+    with pytest.raises(ValueError, match="even"):
+        pm(torch.randn(1, 3, 4, 2))
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_patch_expand_pixel_order(scale):
+    pe = PatchExpand(6, 3, scale)
+    x = torch.randn(1, 2, 3, 6)
+    y = pe.expand(x)  # (1, 2, 3, s*s*3) in order (dy, dx, c)
+    want = torch.empty(1, 2 * scale, 3 * scale, 3)
+    for i in range(2):
+        for j in range(3):
+            want[0, i * scale:(i + 1) * scale, j * scale:(j + 1) * scale] = y[0, i, j].reshape(scale, scale, 3)
+    torch.testing.assert_close(pe(x), pe.norm(want))
+
+
+def test_enhanced_aspp_structure_and_forward():
+    aspp = EnhancedASPP(6, 4, rates=(1, 2, 3))
+    names = {n: tuple(p.shape) for n, p in aspp.state_dict().items()}
+    assert names["conv1.weight"] == (4, 6, 1, 1) and names["conv_pool.weight"] == (4, 6, 1, 1)
+    assert [names[f"convs.{i}.weight"] for i in range(3)] == [(4, 6, 3, 3)] * 3
+    assert names["conv_out.weight"] == (4, 4 * 5, 1, 1)
+    assert not any(n.endswith("bias") and n.startswith(("conv", "convs")) for n in names)
+    assert [c.dilation for c in aspp.convs] == [(1, 1), (2, 2), (3, 3)]
+    y = aspp.eval()(torch.randn(2, 6, 9, 7))
+    assert y.shape == (2, 4, 9, 7) and torch.isfinite(y).all()
+
+
+def test_enhanced_aspp_pool_branch_is_constant_per_image():
+    torch.manual_seed(0)
+    aspp = EnhancedASPP(3, 2, rates=(1,)).eval()
+    seen = {}
+    aspp.conv_out.register_forward_hook(lambda m, inp, out: seen.update(cat=inp[0]))
+    aspp(torch.randn(1, 3, 5, 5))
+    pool = seen["cat"][:, -2:]  # last branch: pooled, 1x1 conv, upsampled, no BN / activation
+    assert torch.allclose(pool, pool[..., :1, :1].expand_as(pool))
+
+
+@pytest.mark.parametrize("kwargs", [dict(in_channels=0, out_channels=2), dict(in_channels=2, out_channels=2, rates=[]),
+                                    dict(in_channels=2, out_channels=2, rates=[0])])
+def test_enhanced_aspp_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        EnhancedASPP(**kwargs)
