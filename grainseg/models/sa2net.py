@@ -120,6 +120,8 @@ class SA2Net(DeepSupervisionMixin, SegmentationModel):
     supervision (``forward_aux``)."""
 
     size_divisor = 16
+    #: auxiliary (deep-supervision) heads: only forward_aux uses them
+    no_grad_params = ("heads.1.*", "heads.2.*", "heads.3.*")
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, base_channels: int = 64,
                  preprocessing: Optional[dict] = None) -> None:

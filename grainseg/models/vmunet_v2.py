@@ -64,6 +64,8 @@ class VMUNetV2(DeepSupervisionMixin, SegmentationModel):
 
     size_divisor = PATCH_SIZE * 2 ** (NUM_STAGES - 1)
     edge_attention = False
+    #: auxiliary (deep-supervision) heads: only forward_aux uses them
+    no_grad_params = ("heads.1.*", "heads.2.*", "heads.3.*")
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, dims: Union[int, List[int]] = 96,
                  depths: List[int] = (2, 2, 9, 2), mid_channels: int = 48, d_state: int = 16, d_conv: int = 3,
@@ -111,15 +113,14 @@ class VMUNetV2(DeepSupervisionMixin, SegmentationModel):
         feats = [t(sa(ca(f))) for f, ca, sa, t in zip(feats, self.channel_att, self.spatial_att, self.translate)]
         fused = [sdi(feats, f.shape[-2:]) for sdi, f in zip(self.sdi, feats)]
         y = fused[-1]
-        logits = [self.heads[-1](y)]
+        aux = [self.heads[-1](y)] if with_aux else []  # coarsest first
         for i in reversed(range(NUM_STAGES - 1)):
             y = self.ups[i](y) + fused[i]
-            logits.append(self.heads[i](y))
+            if with_aux and i > 0:
+                aux.append(self.heads[i](y))
         size = x.shape[-2:]
-        outs = [F.interpolate(logits[-1], size=size, mode="bilinear", align_corners=False)]
-        if with_aux:
-            outs += [F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in reversed(logits[:-1])]
-        return outs
+        outs = [self.heads[0](y)] + aux[::-1]
+        return [F.interpolate(o, size=size, mode="bilinear", align_corners=False) for o in outs]
 
 
 @register_model("vmunet_v2_edge", paper_name="VM-UNet-V2 + Edge-Aware Attention", paper_dice=91.73, tiny=dict(_TINY))
