@@ -12,3 +12,16 @@ from .hub import from_pretrained  # noqa: E402
 from .layers import SS2D, EnhancedASPP, VSSBlock  # noqa: E402
 from .models import create_model, list_models, model_info  # noqa: E402
 from .models.vmunet import VMUNet, VMUNetASPP  # noqa: E402
+
+# model zoo (zoo helper)
+from .layers.edge_attention import EdgeAwareAttention  # noqa: E402
+from .layers.resnet import ResNetEncoder  # noqa: E402
+from .models.deeplabv3plus import DeepLabV3Plus  # noqa: E402
+from .models.r2attunet import R2AttUNet  # noqa: E402
+from .models.sa2net import SA2Net  # noqa: E402
+from .models.sam import SAM, SAMLoRA  # noqa: E402
+from .models.segnet import SegNet  # noqa: E402
+from .models.uctransnet import UCTransNet  # noqa: E402
+from .models.unet import UNet  # noqa: E402
+from .models.unetplusplus import UNetPlusPlus  # noqa: E402
+from .models.vmunet_v2 import VMUNetV2, VMUNetV2Edge  # noqa: E402
