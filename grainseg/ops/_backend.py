@@ -26,6 +26,9 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
     _C = None
     _IMPORT_ERROR = exc
 
+# Asked once at import: torch.compile (Dynamo) cannot trace a call into the pybind module.
+_HAS_CUDA = _C is not None and bool(_C.has_cuda())
+
 __all__ = ["backend", "use_backend", "extension", "extension_has_cuda", "BACKEND_CHOICES"]
 
 #: Values accepted by ``GRAINSEG_BACKEND`` and :func:`use_backend`.
@@ -42,7 +45,7 @@ def extension():
 
 def extension_has_cuda() -> bool:
     """True when the extension was compiled with its CUDA kernels."""
-    return _C is not None and bool(_C.has_cuda())
+    return _HAS_CUDA
 
 
 def _requested() -> str:
