@@ -25,3 +25,7 @@ from .models.uctransnet import UCTransNet  # noqa: E402
 from .models.unet import UNet  # noqa: E402
 from .models.unetplusplus import UNetPlusPlus  # noqa: E402
 from .models.vmunet_v2 import VMUNetV2, VMUNetV2Edge  # noqa: E402
+
+# inference and grain analysis (inference helper)
+from .grains.report import GrainReport  # noqa: E402
+from .inference.predict import analyze, predict_proba  # noqa: E402

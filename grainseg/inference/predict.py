@@ -1,0 +1,202 @@
+"""Grain-interior probability maps for micrographs of any size, and the full grain analysis.
+
+:func:`predict_proba` feeds a model exactly what the evaluation measured: the image goes through
+:func:`grainseg.data.transforms.preprocess_image` (channels, min-max normalisation, resize) with the
+model's ``preprocessing`` record.  A micrograph larger than the training images is first scaled by
+``input_size / train_image_size`` (so grains have the size the model learned), then processed by
+Gaussian-blended sliding windows of ``input_size`` tiles, and the probability map is resized back to the
+image's own resolution.  An image of the training size therefore takes the same single-tile path as the
+evaluation.
+
+:func:`analyze` adds thresholding, grain labelling, regionprops and ASTM E112 (a
+:class:`grainseg.grains.GrainReport`).  :func:`load_model` resolves ``--model`` values and records the
+model id and revision; without a model, the embedded default is loaded from the package (never the
+network).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from grainseg.grains.report import GrainReport
+
+from .tiling import sliding_window
+
+__all__ = ["DEFAULT_MODEL", "predict_proba", "analyze", "load_model", "scaled_size"]
+
+#: The embedded default model (bundled in grainseg/weights/, loaded without network).
+DEFAULT_MODEL = "grainseg/vmunet-aspp-small-exone316l"
+
+ImageLike = Union[str, Path, np.ndarray]
+
+
+def _load_image(image: ImageLike) -> Tuple[np.ndarray, Optional[str]]:
+    if isinstance(image, (str, Path)):
+        from grainseg.data.io import read_image
+
+        return read_image(image), str(image)
+    if isinstance(image, np.ndarray):
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[-1] in (1, 3, 4))) or min(image.shape[:2]) < 1:
+            raise ValueError(f"image must be an (H, W) or (H, W, 3) array, got shape {image.shape}")
+        if image.dtype.kind not in "uifb":
+            raise ValueError(f"image must be a numeric array, got dtype {image.dtype}")
+        return image, None
+    raise ValueError(f"image must be a file path or a numpy array, got {type(image).__name__}")
+
+
+def scaled_size(shape: Sequence[int], preprocessing: Dict[str, Any]) -> Tuple[int, int]:
+    """Size (h, w) at which an image of ``shape`` is fed to the network: scaled by input / training size.
+
+    Without ``train_image_size`` (or ``input_size``) the image keeps its size.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    inp, train = preprocessing.get("input_size"), preprocessing.get("train_image_size")
+    if not inp or not train:
+        return h, w
+    return max(1, round(h * inp[0] / train[0])), max(1, round(w * inp[1] / train[1]))
+
+
+def _interior_channel(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
+    """Grain-interior probability (n, 1, h, w) from logits: sigmoid of 1 class, softmax class 1 of 2."""
+    k = logits.shape[1]
+    if k == 1:
+        return torch.sigmoid(logits.float())
+    if k == 2:
+        return torch.softmax(logits.float(), dim=1)[:, 1:2]
+    raise ValueError(f"model returns {k} classes; grain-interior probability needs 1 (sigmoid) or 2 (softmax, class 1)")
+
+
+def predict_proba(
+    model: nn.Module,
+    image: ImageLike,
+    *,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: Optional[Union[str, torch.device]] = None,
+    amp: Optional[bool] = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Grain-interior probability map (float32 (H, W) in [0, 1]) at the image's own resolution.
+
+    ``image``: a file path or an (H, W) / (H, W, 3) array (uint8, uint16 or float).  ``model``: a grainseg
+    model (its ``preprocessing`` and ``in_chans`` are used; any nn.Module returning logits works, with
+    the default preprocessing).  ``device`` defaults to the model's; ``amp`` (float16 autocast) defaults to
+    on for CUDA.  See the module docstring for the scaling and tiling.
+    """
+    from grainseg.data.transforms import preprocess_image
+    from grainseg.models.base import normalize_preprocessing
+
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch nn.Module (e.g. from grainseg.from_pretrained), got {type(model).__name__}")
+    arr, _ = _load_image(image)
+    prep = normalize_preprocessing(getattr(model, "preprocessing", None))
+    in_chans = int(getattr(model, "in_chans", 3))
+    h, w = arr.shape[:2]
+    size = scaled_size((h, w), prep)
+    x = preprocess_image(arr, {**prep, "input_size": list(size)}, in_chans)  # (1, C, h', w')
+    run_device = torch.device(device) if device is not None else next(
+        (p.device for p in model.parameters()), torch.device("cpu"))
+    model = model.to(run_device)
+    tile = tuple(prep["input_size"]) if prep["input_size"] else size
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            prob = sliding_window(x, lambda t: _interior_channel(model, model(t)), tile, overlap=overlap,
+                                  batch_size=batch_size, device=run_device, amp=amp, progress=progress)
+    finally:
+        model.train(was_training)
+    if tuple(prob.shape[-2:]) != (h, w):
+        from grainseg.data.transforms import resize_image
+
+        prob = resize_image(prob, (h, w))
+    return prob[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model(
+    spec: Optional[Union[str, Path]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+    revision: Optional[str] = None,
+) -> Tuple[nn.Module, Dict[str, Any]]:
+    """(model in eval mode, info) for a model name, Hub id or directory; None = the embedded default.
+
+    ``info`` records what was used: ``id``, ``revision`` (the Hub commit when it came from the Hub
+    cache, else None) and ``sha256`` of the weights file.  The default is read only from the package
+    (FileNotFoundError with a clear message when its weights are absent): no network.
+    """
+    from grainseg.hub import from_pretrained, resolve_pretrained
+
+    if spec is None:
+        from grainseg.weights import bundled_dir
+
+        folder = bundled_dir(DEFAULT_MODEL.split("/", 1)[1])
+        if folder is None:
+            raise FileNotFoundError(
+                f"the embedded default model {DEFAULT_MODEL} is not installed (expected config.json and "
+                f"model.safetensors in grainseg/weights/{DEFAULT_MODEL.split('/', 1)[1]}/); pass --model DIR "
+                "with a directory saved by model.save_pretrained()"
+            )
+        model_id, source = DEFAULT_MODEL, folder
+    else:
+        if not isinstance(spec, (str, Path)) or not str(spec):
+            raise ValueError(f"model must be a registered pretrained id, a Hub repo id or a directory, got {spec!r}")
+        model_id, source = str(spec), spec
+    kw = {"revision": revision} if revision else {}
+    _, weights = resolve_pretrained(source, **kw)
+    hub_revision = weights.parent.name if weights.parent.parent.name == "snapshots" else None
+    model = from_pretrained(source, map_location=device or "cpu", **kw)
+    info = {
+        "id": model_id,
+        "revision": hub_revision or revision,
+        "sha256": _sha256(weights),
+        "architecture": type(model).__name__,
+        "preprocessing": dict(getattr(model, "preprocessing", {}) or {}),
+    }
+    return model.eval(), info
+
+
+def analyze(
+    image: ImageLike,
+    model: Optional[Union[nn.Module, str, Path]] = None,
+    scale: Optional[float] = None,
+    *,
+    threshold: float = 0.5,
+    min_grain_area: int = 10,
+    watershed: bool = False,
+    device: Optional[Union[str, torch.device]] = None,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    amp: Optional[bool] = None,
+    progress: bool = False,
+) -> GrainReport:
+    """Segment a micrograph and measure its grains: a :class:`~grainseg.grains.GrainReport`.
+
+    ``model``: a loaded model, a name / Hub id / directory, or None for the embedded default.
+    ``scale``: micrometres per pixel; with it sizes are in um and ASTM E112 G is computed, without it
+    sizes are in pixels and G is None (the summary says why).  ``threshold`` binarises the probability;
+    interiors smaller than ``min_grain_area`` px are dropped; ``watershed`` splits merged grains.
+    """
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+        raise ValueError(f"scale must be a positive number of micrometres per pixel, got {scale!r}")
+    if isinstance(model, nn.Module):
+        info: Dict[str, Any] = {"id": getattr(model, "model_name", None) or type(model).__name__, "revision": None,
+                                "architecture": type(model).__name__}
+    else:
+        model, info = load_model(model, device=device)
+    arr, source = _load_image(image)
+    prob = predict_proba(model, arr, overlap=overlap, batch_size=batch_size, device=device, amp=amp, progress=progress)
+    return GrainReport.from_probability(arr, prob, scale=None if scale is None else float(scale), threshold=threshold,
+                                        min_grain_area=min_grain_area, watershed=watershed, model=info, source=source)
