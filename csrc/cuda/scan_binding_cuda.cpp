@@ -3,8 +3,10 @@
 // Converts the inputs to one input dtype, allocates outputs and work buffers with torch's caching
 // allocator, fills ScanCudaParams and calls the launchers of csrc/cuda/scan_cuda.cuh on the current stream.
 #include <ATen/ATen.h>
-#include <c10/cuda/CUDAStream.h>
+#ifndef GRAINSEG_CUDA_EMULATION
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -18,6 +20,17 @@ namespace cuda_ops {
 namespace {
 
 using at::Tensor;
+
+#ifdef GRAINSEG_CUDA_EMULATION
+// tests/gpu/emu runs this file with CPU tensors and the kernels emulated on the host.
+struct DeviceGuard {
+  explicit DeviceGuard(const at::Device&) {}
+};
+cudaStream_t current_stream() { return nullptr; }
+#else
+using DeviceGuard = c10::cuda::CUDAGuard;
+cudaStream_t current_stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+#endif
 
 // Both ops as one problem: u (b,c,L), delta (b,K,c,L), A (K,c,n), B (b,K*GB,n,L), C (b,K*GC,n,L), D and
 // delta_bias (K,c); every tensor contiguous, u / delta / B / C in one input dtype, the rest in fp32 (fp64).
@@ -129,7 +142,7 @@ std::tuple<Tensor, Tensor> forward(const char* op, const Problem& p, bool softpl
   P.y_dim_stride = y.stride(1);
   P.y_acc = y_acc.data_ptr();
   P.ckpt = ckpt.data_ptr();
-  const auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaStream_t stream = current_stream();
   check_launch(op, p.K == 1 ? cuda::selective_scan_fwd_cuda(P, scan_dtype(p.in_type), stream)
                             : cuda::ss2d_fwd_cuda(P, scan_dtype(p.in_type), stream));
   return {y, ckpt};
@@ -196,7 +209,7 @@ std::vector<Tensor> backward(const char* op, const Problem& p, const Tensor& dy,
   P.dA_part = dA_part.data_ptr();
   P.dD_part = dD_part.data_ptr();
   P.ddelta_bias_part = dbias_part.data_ptr();
-  const auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  const cudaStream_t stream = current_stream();
   check_launch(op, K == 1 ? cuda::selective_scan_bwd_cuda(P, scan_dtype(p.in_type), stream)
                           : cuda::ss2d_bwd_cuda(P, scan_dtype(p.in_type), stream));
   return {du, ddelta, dA, dB, dC, dD, dbias};
@@ -223,7 +236,7 @@ std::vector<Tensor> as_inputs(const std::vector<Tensor>& g, const Tensor& u, con
 std::tuple<Tensor, Tensor> ss2d_fwd(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
                                     const Tensor& C, const OptTensor& D, const OptTensor& delta_bias,
                                     bool delta_softplus, int64_t chunk) {
-  const c10::cuda::CUDAGuard guard(u.device());
+  const DeviceGuard guard(u.device());
   const Problem p = make_problem("ss2d_scan", u, delta, A, B, C, D, delta_bias, kNumDirections, u.size(2),
                                  u.size(3), chunk);
   auto [y, ckpt] = forward("ss2d_scan", p, delta_softplus);
@@ -233,7 +246,7 @@ std::tuple<Tensor, Tensor> ss2d_fwd(const Tensor& u, const Tensor& delta, const 
 std::vector<Tensor> ss2d_bwd(const Tensor& dy, const Tensor& u, const Tensor& delta, const Tensor& A,
                              const Tensor& B, const Tensor& C, const OptTensor& D, const OptTensor& delta_bias,
                              bool delta_softplus, const Tensor& ckpt, int64_t chunk) {
-  const c10::cuda::CUDAGuard guard(u.device());
+  const DeviceGuard guard(u.device());
   const Problem p = make_problem("ss2d_scan", u, delta, A, B, C, D, delta_bias, kNumDirections, u.size(2),
                                  u.size(3), chunk);
   return as_inputs(backward("ss2d_scan", p, dy, delta_softplus, ckpt), u, delta, A, B, C, D, delta_bias);
@@ -242,7 +255,7 @@ std::vector<Tensor> ss2d_bwd(const Tensor& dy, const Tensor& u, const Tensor& de
 std::tuple<Tensor, Tensor> selective_scan_fwd(const Tensor& u, const Tensor& delta, const Tensor& A,
                                               const Tensor& B, const Tensor& C, const OptTensor& D,
                                               const OptTensor& delta_bias, bool delta_softplus, int64_t chunk) {
-  const c10::cuda::CUDAGuard guard(u.device());
+  const DeviceGuard guard(u.device());
   const Problem p = make_problem("selective_scan", u, delta, A, B, C, D, delta_bias, 1, 1, u.size(2), chunk);
   auto [y, ckpt] = forward("selective_scan", p, delta_softplus);
   return {y.to(u.scalar_type()), ckpt.squeeze(1)};
@@ -252,7 +265,7 @@ std::vector<Tensor> selective_scan_bwd(const Tensor& dy, const Tensor& u, const 
                                        const Tensor& B, const Tensor& C, const OptTensor& D,
                                        const OptTensor& delta_bias, bool delta_softplus, const Tensor& ckpt,
                                        int64_t chunk) {
-  const c10::cuda::CUDAGuard guard(u.device());
+  const DeviceGuard guard(u.device());
   const Problem p = make_problem("selective_scan", u, delta, A, B, C, D, delta_bias, 1, 1, u.size(2), chunk);
   return as_inputs(backward("selective_scan", p, dy, delta_softplus, ckpt.unsqueeze(1)), u, delta, A, B, C, D,
                    delta_bias);

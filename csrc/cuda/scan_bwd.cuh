@@ -36,8 +36,7 @@ __global__ void __launch_bounds__(kNThreads) scan_bwd_kernel(const ScanCudaParam
   constexpr int kNWarps = kNThreads / kWarpSize;
 
   const int n = static_cast<int>(p.dstate);
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  acc_t* stage0 = reinterpret_cast<acc_t*>(smem_raw);
+  acc_t* stage0 = dynamic_smem<acc_t>();
   acc_t* stage1 = stage0 + TileT::kPaddedSize;
   acc_t* rev_carry = stage1 + TileT::kPaddedSize;  // [dstate]: h at the start of the tile done last
   acc_t* dA_warp = rev_carry + n;                   // [kNWarps][dstate]: per-warp dA sums
@@ -179,16 +178,7 @@ __global__ void __launch_bounds__(kNThreads) scan_bwd_kernel(const ScanCudaParam
                      [&](int t, acc_t v) { store_as(ddelta + seq_to_pos(k, t, h, w, L), v); });
         // Merge du over the directions in the fixed order 0, 1, 2, 3 (as y in the forward).
         TileT::store(stage0, t0, L, du_v, [&](int t, acc_t v) {
-          const int pos = seq_to_pos(k, t, h, w, L);
-          if (kNDirs == 1) {
-            store_as(du + pos, v);
-          } else if (k == 0) {
-            du_acc[pos] = v;
-          } else if (k < kNDirs - 1) {
-            du_acc[pos] += v;
-          } else {
-            store_as(du + pos, du_acc[pos] + v);
-          }
+          merge_direction<kNDirs>(k, du, du_acc, seq_to_pos(k, t, h, w, L), v);
         });
       }
 
@@ -233,9 +223,8 @@ cudaError_t launch_sum_middle(const void* part, void* out, index_t outer, index_
   constexpr int kThreads = 256;
   const index_t blocks = (total + kThreads - 1) / kThreads;
   const unsigned grid = static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8);
-  sum_middle_kernel<acc_t, out_t><<<grid, kThreads, 0, stream>>>(static_cast<const acc_t*>(part),
-                                                                  static_cast<out_t*>(out), outer, mid, inner);
-  return cudaGetLastError();
+  return launch_kernel(sum_middle_kernel<acc_t, out_t>, grid, kThreads, 0, stream, static_cast<const acc_t*>(part),
+                       static_cast<out_t*>(out), outer, mid, inner);
 }
 
 // Backward scan (one block per (batch, slab of channels)), then the fixed-order reductions into dB, dC

@@ -69,6 +69,22 @@ __device__ __forceinline__ int seq_to_pos(int k, int t, int h, int w, int L) {
   return t;
 }
 
+// Merges direction k's value v at spatial position pos into the output (y in the forward, du in the
+// backward) in the fixed order 0, 1, ..., kNDirs - 1: acc = v_0, acc += v_k, out = acc + v_last, so
+// the sum is formed once, in the compute dtype, and is bitwise reproducible.
+template <int kNDirs, typename out_t, typename acc_t>
+__device__ __forceinline__ void merge_direction(int k, out_t* out, acc_t* acc, int pos, acc_t v) {
+  if (kNDirs == 1) {
+    store_as(out + pos, v);
+  } else if (k == 0) {
+    acc[pos] = v;
+  } else if (k < kNDirs - 1) {
+    acc[pos] += v;
+  } else {
+    store_as(out + pos, acc[pos] + v);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared-memory stage buffer (tile of kNThreads * kNItems values, padded against bank conflicts).
 // Every helper starts and ends with a barrier, so callers may chain them without extra syncs.
@@ -276,18 +292,36 @@ cudaError_t dispatch_tile_config(index_t seqlen, Fn&& fn) {
   return fn(TileConfig<128, 16>{});
 }
 
-// Launches kernel<<<grid, threads, smem, stream>>>(params), opting in to more than 48 KiB of dynamic
-// shared memory when needed; returns the launch status.
-template <typename Kernel>
+// Launches kernel<<<grid, threads, smem, stream>>>(args...), opting in to more than 48 KiB of dynamic
+// shared memory when needed; returns the launch status.  (GRAINSEG_CUDA_EMULATION: the host emulation
+// of tests/gpu/emu runs the kernel on the CPU instead.)
+template <typename Kernel, typename... Args>
 cudaError_t launch_kernel(Kernel kernel, unsigned grid, int threads, size_t smem, cudaStream_t stream,
-                          const ScanCudaParams& params) {
+                          Args... args) {
+#ifdef GRAINSEG_CUDA_EMULATION
+  (void)stream;
+  emu::launch(grid, threads, smem, [&]() { kernel(args...); });
+  return cudaSuccess;
+#else
   if (smem > 48 * 1024) {
     const cudaError_t err =
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
-  kernel<<<grid, threads, smem, stream>>>(params);
+  kernel<<<grid, threads, smem, stream>>>(args...);
   return cudaGetLastError();
+#endif
+}
+
+// The kernel's dynamic shared memory, as T*.
+template <typename T>
+__device__ __forceinline__ T* dynamic_smem() {
+#ifdef GRAINSEG_CUDA_EMULATION
+  return static_cast<T*>(emu::dynamic_smem());
+#else
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  return reinterpret_cast<T*>(smem_raw);
+#endif
 }
 
 }  // namespace cuda

@@ -27,8 +27,7 @@ __global__ void __launch_bounds__(kNThreads) scan_fwd_kernel(const ScanCudaParam
   using Scan = BlockRecurrenceScan<kNThreads, /*kReverse=*/false, acc_t>;
   constexpr int kTile = TileT::kSize;
 
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  acc_t* stage0 = reinterpret_cast<acc_t*>(smem_raw);
+  acc_t* stage0 = dynamic_smem<acc_t>();
   acc_t* stage1 = stage0 + TileT::kPaddedSize;
   acc_t* carry = stage1 + TileT::kPaddedSize;  // [dstate]: state entering the next tile
   __shared__ typename Scan::Storage scan_storage;
@@ -109,16 +108,7 @@ __global__ void __launch_bounds__(kNThreads) scan_fwd_kernel(const ScanCudaParam
 
       // Merge the directions: y_acc = y_0, += y_1, += y_2, then y = y_acc + y_3 (fixed order).
       TileT::store(stage0, t0, L, y_v, [&](int t, acc_t v) {
-        const int pos = seq_to_pos(k, t, h, w, L);
-        if (kNDirs == 1) {
-          store_as(y + pos, v);
-        } else if (k == 0) {
-          y_acc[pos] = v;
-        } else if (k < kNDirs - 1) {
-          y_acc[pos] += v;
-        } else {
-          store_as(y + pos, y_acc[pos] + v);
-        }
+        merge_direction<kNDirs>(k, y, y_acc, seq_to_pos(k, t, h, w, L), v);
       });
     }
   }

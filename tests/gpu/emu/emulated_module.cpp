@@ -1,0 +1,25 @@
+// grainseg's CUDA binding and kernels (csrc/cuda, csrc/ss2d/*.cu, csrc/selective_scan/*.cu) built for the
+// host emulation of cuda_emulation.h: the same source, run on CPU tensors, so tests can check the
+// kernels' logic on a machine without a GPU.  Built by tests/gpu/emulation.py.
+#include <torch/extension.h>
+
+#include "cuda/scan_binding_cuda.cpp"
+#include "selective_scan/selective_scan_bwd.cu"
+#include "selective_scan/selective_scan_fwd.cu"
+#include "ss2d/ss2d_bwd.cu"
+#include "ss2d/ss2d_fwd.cu"
+
+// The binding reports launch errors with cudaGetErrorString; the emulation does not link the CUDA runtime.
+const char* CUDARTAPI cudaGetErrorString(cudaError_t error) {
+  return error == cudaSuccess ? "no error" : "CUDA error (emulated)";
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "grainseg CUDA scan kernels under host emulation (tests only)";
+  m.def("ss2d_fwd", &grainseg::cuda_ops::ss2d_fwd);
+  m.def("ss2d_bwd", &grainseg::cuda_ops::ss2d_bwd);
+  m.def("selective_scan_fwd", &grainseg::cuda_ops::selective_scan_fwd);
+  m.def("selective_scan_bwd", &grainseg::cuda_ops::selective_scan_bwd);
+  m.def("set_schedule_seed", [](uint64_t seed) { emu::g_seed = seed; },
+        "Seed of the pseudo-random order in which the emulated threads run between barriers");
+}
