@@ -1,0 +1,255 @@
+"""Datasets over image / mask folders, with fixed splits from a ``splits.json``.
+
+Two layouts are recognised (``layout="auto"`` picks whichever exists under ``root``):
+
+- ``"exone"``: ``RG/RG{s}_{r}_{c}.jpg`` with masks ``RGMask/RGMask{s}_{r}_{c}.jpg`` (the ExONE 316L set).
+- ``"folders"``: ``images/<stem>.<ext>`` with ``masks/<stem>.<ext>`` paired by file stem (any supported
+  extensions; ``<stem>_mask`` is accepted too).
+
+``splits.json`` maps a split name to ``{"train": [...], "val": [...], "test": [...]}`` lists of image
+file names (or stems).  Every listed image must exist and have a mask; every image in the folders must
+have a mask: anything unpaired or unreadable raises a ValueError naming the file, never a silent skip.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .io import IMAGE_EXTENSIONS, read_image, read_mask
+from .transforms import PairedAugment, preprocess_image, preprocess_mask
+
+__all__ = ["LAYOUTS", "SegmentationDataset", "find_pairs", "load_splits", "detect_layout", "random_crop"]
+
+LAYOUTS = ("exone", "folders")
+SUBSETS = ("train", "val", "test")
+PathLike = Union[str, Path]
+
+
+def detect_layout(root: PathLike) -> str:
+    """``"exone"`` when ``root`` has RG/ and RGMask/, ``"folders"`` when it has images/ and masks/."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data directory {root} does not exist")
+    if (root / "RG").is_dir() and (root / "RGMask").is_dir():
+        return "exone"
+    if (root / "images").is_dir() and (root / "masks").is_dir():
+        return "folders"
+    raise ValueError(
+        f"data directory {root} has neither RG/ + RGMask/ (ExONE layout) nor images/ + masks/ (folders layout)"
+    )
+
+
+def _image_files(folder: Path) -> List[Path]:
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    bad = [p for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if bad:
+        raise ValueError(
+            f"{bad[0]} is not a supported image file (extensions {', '.join(IMAGE_EXTENSIONS)}); "
+            f"remove it from {folder} ({len(bad)} such file(s))"
+        )
+    return files
+
+
+def _index_by_stem(files: Sequence[Path], folder: Path) -> Dict[str, Path]:
+    out: Dict[str, Path] = {}
+    for p in files:
+        if p.stem in out:
+            raise ValueError(f"{folder} holds two files with stem {p.stem!r}: {out[p.stem].name} and {p.name}")
+        out[p.stem] = p
+    return out
+
+
+def find_pairs(root: PathLike, layout: str = "auto") -> Dict[str, Tuple[Path, Path]]:
+    """{image file name: (image path, mask path)} for every image under ``root`` (errors on unpaired files)."""
+    root = Path(root)
+    layout = detect_layout(root) if layout == "auto" else layout
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+    img_dir, mask_dir = (root / "RG", root / "RGMask") if layout == "exone" else (root / "images", root / "masks")
+    for d in (img_dir, mask_dir):
+        if not d.is_dir():
+            raise FileNotFoundError(f"{layout} layout expects the folder {d}")
+    images, masks = _image_files(img_dir), _index_by_stem(_image_files(mask_dir), mask_dir)
+    _index_by_stem(images, img_dir)  # duplicate stems among images are ambiguous too
+    pairs: Dict[str, Tuple[Path, Path]] = {}
+    used = set()
+    for img in images:
+        if layout == "exone":
+            if not img.stem.startswith("RG"):
+                raise ValueError(f"{img} does not follow the ExONE naming RG<s>_<r>_<c> (its mask would be RGMask<...>)")
+            candidates = ["RGMask" + img.stem[2:]]
+        else:
+            candidates = [img.stem, img.stem + "_mask"]
+        found = [c for c in candidates if c in masks]
+        if not found:
+            raise ValueError(f"image {img} has no mask in {mask_dir} (looked for {' or '.join(c + '.*' for c in candidates)})")
+        pairs[img.name] = (img, masks[found[0]])
+        used.add(found[0])
+    orphans = sorted(set(masks) - used)
+    if orphans:
+        raise ValueError(f"mask {masks[orphans[0]]} has no matching image in {img_dir} ({len(orphans)} unpaired mask(s))")
+    if not pairs:
+        raise ValueError(f"no images found in {img_dir}")
+    return pairs
+
+
+def load_splits(path: PathLike) -> Dict[str, Dict[str, List[str]]]:
+    """Read a splits.json: {split name: {"train"|"val"|"test": [image names]}} (other keys are ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"splits file {path} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"splits file {path} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"splits file {path} must hold a JSON object of split name -> subsets")
+    out = {}
+    for name, subsets in data.items():
+        if isinstance(subsets, dict) and subsets and set(subsets) <= set(SUBSETS) and all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in subsets.values()
+        ):
+            out[name] = {k: list(v) for k, v in subsets.items()}
+    if not out:
+        raise ValueError(f"splits file {path} holds no split with train/val/test lists of image names")
+    return out
+
+
+def random_crop(image: Tensor, mask: Tensor, size: Sequence[int], generator: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+    """The same random (h, w) window of a (C, H, W) image and its (1, H, W) mask."""
+    h, w = int(size[0]), int(size[1])
+    H, W = image.shape[-2:]
+    if h > H or w > W:
+        raise ValueError(f"crop size {h}x{w} is larger than the image {H}x{W}")
+    top = int(torch.randint(0, H - h + 1, (), generator=generator))
+    left = int(torch.randint(0, W - w + 1, (), generator=generator))
+    return image[:, top:top + h, left:left + w].contiguous(), mask[:, top:top + h, left:left + w].contiguous()
+
+
+class SegmentationDataset(Dataset):
+    """Image / mask pairs of one subset of a split, preprocessed like the model expects.
+
+    Items are dicts: ``image`` float32 (in_chans, H, W) from :func:`preprocess_image`, ``mask`` float32
+    (1, H, W) in {0, 1} (1 = grain interior), ``name`` (image file name) and ``index``.  With ``augment``
+    (a :class:`PairedAugment`) and/or ``crop_size`` the item is augmented with a generator seeded from
+    (seed, epoch, index), so a run is reproducible and a resumed run sees the same data.
+    """
+
+    def __init__(
+        self,
+        root: PathLike,
+        split: Optional[str] = None,
+        subset: Optional[str] = None,
+        *,
+        layout: str = "auto",
+        splits_file: Optional[PathLike] = None,
+        preprocessing: Optional[Mapping[str, Any]] = None,
+        in_chans: int = 3,
+        augment: Optional[PairedAugment] = None,
+        crop_size: Optional[Sequence[int]] = None,
+        threshold: float = 127,
+        polarity: str = "grain",
+        seed: int = 0,
+    ) -> None:
+        self.root = Path(root)
+        self.layout = detect_layout(self.root) if layout == "auto" else layout
+        pairs = find_pairs(self.root, self.layout)
+        self.split, self.subset = split, subset
+        if split is None:
+            if subset is not None:
+                raise ValueError(f"subset={subset!r} needs a split name (e.g. split='paper')")
+            names = sorted(pairs)
+        else:
+            if subset not in SUBSETS:
+                raise ValueError(f"subset must be one of {SUBSETS} when a split is given, got {subset!r}")
+            sfile = Path(splits_file) if splits_file is not None else self.root / "splits.json"
+            splits = load_splits(sfile)
+            if split not in splits:
+                raise ValueError(f"split {split!r} is not in {sfile}; it has {sorted(splits)}")
+            if subset not in splits[split]:
+                raise ValueError(f"split {split!r} in {sfile} has no {subset!r} list")
+            by_stem = {Path(n).stem: n for n in pairs}
+            names = []
+            for entry in splits[split][subset]:
+                name = entry if entry in pairs else by_stem.get(Path(entry).stem)
+                if name is None:
+                    raise ValueError(f"{sfile} lists {entry!r} in {split}/{subset}, but there is no such image (with a mask) under {self.root}")
+                names.append(name)
+            if len(set(names)) != len(names):
+                raise ValueError(f"{sfile} lists an image twice in {split}/{subset}")
+        self.names: List[str] = names
+        self.pairs = {n: pairs[n] for n in names}
+        from grainseg.models.base import normalize_preprocessing
+
+        self.preprocessing = normalize_preprocessing(preprocessing)
+        self.in_chans = in_chans
+        self.augment = augment
+        self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
+        self.threshold, self.polarity = threshold, polarity
+        self.seed, self.epoch = int(seed), 0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        which = f"split={self.split!r}, subset={self.subset!r}" if self.split else "all images"
+        return f"SegmentationDataset({str(self.root)!r}, {which}, layout={self.layout!r}, n={len(self)})"
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation stream (the trainer calls this at every epoch)."""
+        self.epoch = int(epoch)
+
+    def image_path(self, index: int) -> Path:
+        return self.pairs[self.names[index]][0]
+
+    def mask_path(self, index: int) -> Path:
+        return self.pairs[self.names[index]][1]
+
+    def read_raw(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The image as stored and its {0, 1} mask at the image's own resolution (no preprocessing)."""
+        img_path, mask_path = self.pairs[self.names[index]]
+        image = read_image(img_path)
+        mask = read_mask(mask_path, threshold=self.threshold, polarity=self.polarity)
+        if image.shape[:2] != mask.shape:
+            raise ValueError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {img_path} is "
+                             f"{image.shape[1]}x{image.shape[0]}")
+        return image, mask
+
+    def image_sizes(self) -> List[Tuple[int, int]]:
+        """(H, W) of every image, read from the file headers only."""
+        from PIL import Image
+
+        sizes = []
+        for n in self.names:
+            path = self.pairs[n][0]
+            try:
+                with Image.open(path) as im:
+                    sizes.append((im.size[1], im.size[0]))
+            except Exception:  # e.g. a TIFF Pillow cannot open: decode it
+                sizes.append(tuple(read_image(path).shape[:2]))
+        return sizes
+
+    def common_image_size(self) -> Optional[List[int]]:
+        """[H, W] when all images share one size, else None (recorded as ``train_image_size``)."""
+        sizes = set(self.image_sizes())
+        return list(sizes.pop()) if len(sizes) == 1 else None
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        image, mask = self.read_raw(index)
+        x = preprocess_image(image, self.preprocessing, self.in_chans)[0]
+        m = preprocess_mask(mask, self.preprocessing)
+        if self.augment is not None or self.crop_size is not None:
+            g = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFFFFFFFFFF)
+            if self.augment is not None:
+                x, m = self.augment(x, m, g)
+            if self.crop_size is not None:
+                x, m = random_crop(x, m, self.crop_size, g)
+        return {"image": x, "mask": m, "name": self.names[index], "index": index}

@@ -1,0 +1,378 @@
+"""The training loop behind ``grainseg train``: Adam, early stopping on validation loss, checkpoints.
+
+:func:`train` (with a :class:`TrainConfig`) trains a registered model (or a model instance) on a
+:class:`~grainseg.data.SegmentationDataset` split and writes, under ``out``:
+
+- ``best/``: the checkpoint with the lowest validation loss, via ``save_pretrained`` (config.json with
+  the preprocessing record, model.safetensors, README.md model card with metrics and data set);
+- ``metrics.json``: the run configuration and one entry per epoch (train / val loss, val Dice and IoU at
+  the network's input resolution, learning rate, seconds, images per second), rewritten every epoch;
+- ``checkpoint.pt``: model, optimiser, scaler, RNG and loop state for ``resume=True`` (written at the
+  end of every epoch and every ``checkpoint_every`` steps; tensors and plain values only, read back
+  with ``torch.load(weights_only=True)``).
+
+Runs are seeded: the epoch's sample order comes from a generator seeded with (seed, epoch) and each
+item's augmentation from (seed, epoch, index), so a resumed run continues the same sequence.  AMP
+(float16 autocast + gradient scaling) is used on CUDA.  Under ``torchrun`` the model is wrapped in
+DistributedDataParallel and each rank trains on its shard (``batch_size`` is per process).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from grainseg.data.datasets import SegmentationDataset
+from grainseg.data.transforms import PairedAugment
+from grainseg.train import distributed as dist_utils
+from grainseg.train.losses import build_loss
+
+__all__ = ["TrainConfig", "train", "CHECKPOINT_NAME", "METRICS_NAME", "BEST_DIR"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.json"
+BEST_DIR = "best"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (recorded in metrics.json)."""
+
+    data: str
+    out: str
+    model: str = "vmunet_aspp"
+    split: Optional[str] = "paper"
+    epochs: int = 20
+    batch_size: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    loss: str = "bce"
+    patience: int = 4
+    min_delta: float = 0.0
+    seed: int = 0
+    augment: bool = True
+    crop_size: Optional[List[int]] = None
+    input_size: Optional[List[int]] = None
+    amp: str = "auto"
+    device: str = "auto"
+    num_workers: int = 0
+    checkpoint_every: int = 0
+    resume: bool = False
+    progress: bool = True
+    layout: str = "auto"
+    polarity: str = "grain"
+    threshold: float = 127
+    splits_file: Optional[str] = None
+    model_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field."""
+        def positive_int(name: str, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
+                raise ValueError(f"{name} must be an int >= {0 if allow_zero else 1}, got {v!r}")
+
+        positive_int("epochs")
+        positive_int("batch_size")
+        positive_int("patience", allow_zero=True)
+        positive_int("num_workers", allow_zero=True)
+        positive_int("checkpoint_every", allow_zero=True)
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.weight_decay < 0 or self.min_delta < 0:
+            raise ValueError("weight_decay and min_delta must be >= 0")
+        if self.amp not in ("auto", "on", "off"):
+            raise ValueError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
+        for name in ("crop_size", "input_size"):
+            v = getattr(self, name)
+            if v is not None and (len(v) != 2 or any(int(s) < 1 for s in v)):
+                raise ValueError(f"{name} must be [height, width] positive ints, got {v!r}")
+        if not self.data or not self.out:
+            raise ValueError("data and out directories are required")
+
+
+def _device(name: str, info: dist_utils.DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", info.local_rank)
+    return dev
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _epoch_order(n: int, seed: int, epoch: int) -> List[int]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _batches(indices: Sequence[int], batch_size: int) -> List[List[int]]:
+    return [list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _batch_dice_iou(logits: Tensor, target: Tensor) -> tuple:
+    """Sums over the batch of per-image Dice and IoU (prediction and mask at 0.5; empty pairs = 1)."""
+    p = (torch.sigmoid(logits.float()) > 0.5).flatten(1)
+    t = (target > 0.5).flatten(1)
+    inter = (p & t).sum(1).double()
+    ps, ts = p.sum(1).double(), t.sum(1).double()
+    union = ps + ts - inter
+    empty = (ps + ts) == 0
+    dice = torch.where(empty, torch.ones_like(inter), 2 * inter / (ps + ts).clamp_min(1))
+    iou = torch.where(empty, torch.ones_like(inter), inter / union.clamp_min(1))
+    return float(dice.sum()), float(iou.sum())
+
+
+def _check_out_dir(out: Path, resume: bool) -> None:
+    ours = [out / CHECKPOINT_NAME, out / METRICS_NAME, out / BEST_DIR]
+    if resume:
+        if not (out / CHECKPOINT_NAME).is_file():
+            raise FileNotFoundError(f"--resume: {out / CHECKPOINT_NAME} does not exist (nothing to resume)")
+        return
+    existing = [p.name for p in ours if p.exists()]
+    if existing:
+        raise FileExistsError(
+            f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it or choose a new --out"
+        )
+
+
+def _build_model(cfg: TrainConfig, model: Optional[nn.Module]) -> nn.Module:
+    if model is not None:
+        return model
+    from grainseg.models import create_model
+
+    return create_model(cfg.model, **cfg.model_kwargs)
+
+
+def _dataset_description(cfg: TrainConfig, train_ds: SegmentationDataset, val_ds: SegmentationDataset) -> str:
+    name = Path(cfg.data).resolve().name
+    split = f"split `{cfg.split}`" if cfg.split else "all images"
+    return (f"{name} ({split}: {len(train_ds)} training / {len(val_ds)} validation images, "
+            f"{train_ds.layout} layout, mask polarity {cfg.polarity}, threshold {cfg.threshold}); "
+            f"checkpoint chosen on validation loss")
+
+
+def train(config: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, Any]:
+    """Train and return a summary (best epoch, best val loss, history, output paths).
+
+    ``model`` overrides ``config.model`` (any SegmentationModel instance; used by tests).
+    """
+    cfg = config
+    cfg.validate()
+    info = dist_utils.init_distributed("cuda" if cfg.device.startswith("cuda") or
+                                       (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    try:
+        return _train(cfg, model, info)
+    finally:
+        dist_utils.cleanup(info)
+
+
+def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistInfo) -> Dict[str, Any]:
+    device = _device(cfg.device, info)
+    out = Path(cfg.out)
+    if info.is_main:
+        _check_out_dir(out, cfg.resume)
+        out.mkdir(parents=True, exist_ok=True)
+    dist_utils.barrier(info)
+
+    torch.manual_seed(cfg.seed)
+    model = _build_model(cfg, model)
+    base = model
+    prep = dict(getattr(base, "preprocessing", {}) or {})
+    if cfg.input_size is not None:
+        prep["input_size"] = [int(s) for s in cfg.input_size]
+    in_chans = int(getattr(base, "in_chans", 3))
+    common = dict(layout=cfg.layout, splits_file=cfg.splits_file, in_chans=in_chans,
+                  threshold=cfg.threshold, polarity=cfg.polarity, seed=cfg.seed)
+    train_ds = SegmentationDataset(cfg.data, cfg.split, "train" if cfg.split else None, preprocessing=prep,
+                                   augment=PairedAugment() if cfg.augment else None, crop_size=cfg.crop_size, **common)
+    val_ds = SegmentationDataset(cfg.data, cfg.split, "val" if cfg.split else None, preprocessing=prep, **common)
+    prep["train_image_size"] = train_ds.common_image_size()
+    if hasattr(base, "preprocessing"):
+        from grainseg.models.base import normalize_preprocessing
+
+        base.preprocessing = normalize_preprocessing(prep)
+    train_ds.preprocessing = val_ds.preprocessing = getattr(base, "preprocessing", prep)
+
+    model = base.to(device)
+    use_amp = device.type == "cuda" and cfg.amp != "off"
+    if cfg.amp == "on" and device.type != "cuda":
+        raise ValueError("amp='on' needs a CUDA device (AMP is float16 autocast on GPU)")
+    criterion = build_loss(cfg.loss)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    state = {"epoch": 0, "step_in_epoch": 0, "loss_sum": 0.0, "seen": 0, "best_val_loss": math.inf,
+             "best_epoch": None, "bad_epochs": 0, "history": [], "stopped_early": False, "epoch_seconds": 0.0}
+    if cfg.resume:
+        ckpt = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
+        if ckpt.get("model_name") != cfg.model or ckpt.get("split") != cfg.split:
+            raise ValueError(f"--resume: {out / CHECKPOINT_NAME} is a run of model {ckpt.get('model_name')!r} "
+                             f"on split {ckpt.get('split')!r}, not {cfg.model!r} on {cfg.split!r}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if use_amp and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        state.update(ckpt["loop"])
+        torch.set_rng_state(ckpt["rng_cpu"])
+        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
+
+    if info.enabled:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def checkpoint() -> None:
+        if not info.is_main:
+            return
+        _atomic_save({
+            "model": _unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if use_amp else None, "loop": state,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "model_name": cfg.model, "split": cfg.split,
+        }, out / CHECKPOINT_NAME)
+
+    run_record = {"config": dataclasses.asdict(cfg), "world_size": info.world_size, "device": str(device),
+                  "amp": use_amp, "preprocessing": train_ds.preprocessing,
+                  "num_parameters": sum(p.numel() for p in model.parameters()),
+                  "train_images": len(train_ds), "val_images": len(val_ds)}
+
+    def write_metrics() -> None:
+        if info.is_main:
+            _atomic_write_json(out / METRICS_NAME, {**run_record, **{k: state[k] for k in (
+                "best_epoch", "best_val_loss", "stopped_early")}, "epochs": state["history"]})
+
+    loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                     persistent_workers=False)
+    say = print if info.is_main else (lambda *a, **k: None)
+    say(f"training {cfg.model} on {device} (world size {info.world_size}, amp {use_amp}): "
+        f"{len(train_ds)} train / {len(val_ds)} val images, batch {cfg.batch_size}, lr {cfg.lr}, loss {cfg.loss}",
+        flush=True)
+
+    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
+        epoch = state["epoch"]
+        train_ds.set_epoch(epoch)
+        batches = _batches(dist_utils.shard_indices(_epoch_order(len(train_ds), cfg.seed, epoch), info), cfg.batch_size)
+        start_step = state["step_in_epoch"]
+        loader = DataLoader(train_ds, batch_sampler=batches[start_step:], **loader_kw)
+        model.train()
+        t0 = time.perf_counter() - state["epoch_seconds"]
+        bar = _progress(len(batches), start_step, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and info.is_main)
+        for step, batch in enumerate(loader, start=start_step):
+            x = batch["image"].to(device, non_blocking=True)
+            y = batch["mask"].to(device, non_blocking=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(x)
+            loss = criterion(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                                         "lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            state["loss_sum"] += float(loss.detach()) * x.shape[0]
+            state["seen"] += x.shape[0]
+            state["step_in_epoch"] = step + 1
+            elapsed = time.perf_counter() - t0
+            state["epoch_seconds"] = elapsed
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.4f}",
+                                img_s=f"{state['seen'] * info.world_size / max(elapsed, 1e-9):.2f}")
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < len(batches):
+                checkpoint()
+        if bar is not None:
+            bar.close()
+        train_loss_sum, train_seen = dist_utils.all_reduce_sum([state["loss_sum"], state["seen"]], info, device)
+        val = _validate(model, val_ds, criterion, cfg.batch_size, device, use_amp, info, loader_kw)
+        seconds = time.perf_counter() - t0
+        entry = {"epoch": epoch + 1, "train_loss": train_loss_sum / max(train_seen, 1), **val,
+                 "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2),
+                 "train_images_per_s": round(train_seen / max(state["epoch_seconds"], 1e-9), 3)}
+        state["history"].append(entry)
+        improved = val["val_loss"] < state["best_val_loss"] - cfg.min_delta
+        if improved:
+            state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = val["val_loss"], epoch + 1, 0
+            if info.is_main:
+                _unwrap(model).save_pretrained(
+                    out / BEST_DIR, overwrite=True, dataset=_dataset_description(cfg, train_ds, val_ds),
+                    metrics={"epoch": epoch + 1, "val_loss": val["val_loss"], "val_dice": val["val_dice"],
+                             "val_iou": val["val_iou"], "train_loss": entry["train_loss"]})
+        else:
+            state["bad_epochs"] += 1
+        stop = cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
+        state["stopped_early"] = dist_utils.broadcast_flag(stop, info, device)
+        say(f"epoch {epoch + 1}: train_loss {entry['train_loss']:.4f} val_loss {val['val_loss']:.4f} "
+            f"val_dice {val['val_dice']:.4f} ({seconds:.0f}s){' *best*' if improved else ''}"
+            f"{' early stop' if state['stopped_early'] else ''}", flush=True)
+        state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, seen=0, epoch_seconds=0.0)
+        checkpoint()
+        write_metrics()
+        dist_utils.barrier(info)
+
+    write_metrics()
+    return {"out": str(out), "best_dir": str(out / BEST_DIR), "best_epoch": state["best_epoch"],
+            "best_val_loss": state["best_val_loss"], "stopped_early": state["stopped_early"],
+            "epochs_run": len(state["history"]), "history": state["history"]}
+
+
+def _progress(total: int, initial: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True,
+                mininterval=1.0)
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, ds: SegmentationDataset, criterion: nn.Module, batch_size: int,
+              device: torch.device, use_amp: bool, info: dist_utils.DistInfo, loader_kw: dict) -> Dict[str, float]:
+    """Mean loss, per-image Dice and IoU over the (sharded) validation set, at the network resolution."""
+    model.eval()
+    own = list(range(len(ds)))[info.rank::info.world_size]
+    sums = [0.0, 0.0, 0.0, 0.0]  # loss * n, dice, iou, n
+    if own:
+        for batch in DataLoader(ds, batch_sampler=_batches(own, batch_size), **loader_kw):
+            x, y = batch["image"].to(device), batch["mask"].to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                logits = _unwrap(model)(x)
+            logits = logits.float()
+            sums[0] += float(criterion(logits, y)) * x.shape[0]
+            d, i = _batch_dice_iou(logits, y)
+            sums[1] += d
+            sums[2] += i
+            sums[3] += x.shape[0]
+    loss, dice, iou, n = dist_utils.all_reduce_sum(sums, info, device)
+    model.train()
+    n = max(n, 1)
+    return {"val_loss": loss / n, "val_dice": dice / n, "val_iou": iou / n}
