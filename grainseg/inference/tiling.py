@@ -48,8 +48,9 @@ def gaussian_weights(size: SizeLike, sigma_scale: float = 0.125, min_weight: flo
                      device: Optional[torch.device] = None) -> Tensor:
     """(h, w) float32 Gaussian blending weights, 1 at the centre, ``sigma = sigma_scale * size``.
 
-    Clamped below at ``min_weight`` so every pixel of a tile keeps some weight (the image border is
-    covered by one tile only).
+    Each 1-D profile is clamped below at ``min_weight`` before their outer product, so every pixel keeps
+    some weight (an image border is covered by tile edges only) while the weights stay separable: along
+    a border, the tile whose centre is nearer still dominates.
     """
     h, w = _pair(size, "size")
     if not sigma_scale > 0:
@@ -59,10 +60,10 @@ def gaussian_weights(size: SizeLike, sigma_scale: float = 0.125, min_weight: flo
 
     def g(n: int) -> Tensor:
         x = torch.arange(n, dtype=torch.float64, device=device) - (n - 1) / 2
-        return torch.exp(-0.5 * (x / (sigma_scale * n)) ** 2)
+        p = torch.exp(-0.5 * (x / (sigma_scale * n)) ** 2)
+        return (p / p.max()).clamp_min(min_weight)
 
-    wmap = torch.outer(g(h), g(w))
-    return (wmap / wmap.max()).clamp_min(min_weight).to(torch.float32)
+    return torch.outer(g(h), g(w)).to(torch.float32)
 
 
 def sliding_window(
