@@ -1,0 +1,80 @@
+"""GrainReport: from a probability map to counts, summary JSON, CSV, overlay and files (never overwriting)."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from grainseg.data.io import read_image
+from grainseg.data.synthetic import make_micrograph
+from grainseg.grains import GrainReport
+
+
+@pytest.fixture(scope="module")
+def micrograph():
+    return make_micrograph((200, 260), n_grains=20, boundary_width=6, seed=3)
+
+
+def test_exact_mask_gives_the_exact_grain_count(micrograph):
+    s = micrograph
+    r = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=None)
+    assert r.grain_count == s.n_grains
+    summary = r.summary
+    assert summary["unit"] == "px" and summary["grain_count"] == s.n_grains
+    assert summary["astm_e112"]["G_planimetric"] is None and "scale" in summary["astm_e112"]["note"]
+    assert summary["boundary_fraction"] == pytest.approx(1 - s.mask.mean())
+    assert summary["mean_area_px2"] == pytest.approx(200 * 260 / s.n_grains)  # the grains tile the image
+
+
+def test_summary_with_scale_is_json(micrograph):
+    s = micrograph
+    r = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=0.8, model={"id": "m", "revision": "abc"})
+    text = json.dumps(r.summary)
+    back = json.loads(text)
+    e = back["astm_e112"]
+    for key in ("G_planimetric", "G_intercept"):
+        assert isinstance(e[key], float)
+        lo, hi = e[key + "_ci95"]
+        assert lo <= e[key] <= hi
+    assert back["model"] == {"id": "m", "revision": "abc"}
+    assert back["unit"] == "um" and "mean_area_um2" in back and "median_equivalent_diameter_um" in back
+    assert back["border_grain_count"] + int((~r.table["touches_border"]).sum()) == back["grain_count"]
+
+
+def test_overlay_marks_boundaries(micrograph):
+    s = micrograph
+    r = GrainReport.from_probability(s.image, s.mask.astype(np.float32))
+    ov = r.overlay(color=(255, 0, 0))
+    assert ov.shape == (200, 260, 3) and ov.dtype == np.uint8
+    red = np.all(ov == (255, 0, 0), axis=-1)
+    assert 0.005 < red.mean() < 0.2
+    assert s.mask[red].mean() < 0.2  # drawn on the predicted boundaries, not inside grains
+
+
+def test_save_writes_everything_and_never_overwrites(micrograph, tmp_path):
+    s = micrograph
+    r = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=1.0)
+    paths = r.save(tmp_path, "m")
+    assert sorted(p.name for p in paths.values()) == sorted(
+        ["m_prob.png", "m_mask.png", "m_overlay.png", "m_labels.tif", "m_grains.csv", "m_summary.json"])
+    prob = read_image(paths["probability"])
+    assert prob.dtype == np.uint16 and prob.shape == (200, 260)
+    np.testing.assert_array_equal(np.array(Image.open(paths["mask"])) > 127, s.mask > 0)
+    labels = read_image(paths["labels"])
+    assert labels.max() == r.grain_count and labels.dtype == np.uint32
+    assert json.loads(paths["summary"].read_text())["grain_count"] == r.grain_count
+    before = paths["summary"].read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        r.save(tmp_path, "m")
+    assert paths["summary"].read_bytes() == before
+    r.save(tmp_path, "m", overwrite=True)
+    with pytest.raises(FileExistsError):
+        r.to_csv(paths["grains"])
+    assert r.to_csv(tmp_path / "other.csv").splitlines()[0].startswith("label,area_um2")
+
+
+def test_bad_probability():
+    with pytest.raises(ValueError, match="sizes differ"):
+        GrainReport.from_probability(np.zeros((4, 4)), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="threshold"):
+        GrainReport.from_probability(np.zeros((4, 4)), np.zeros((4, 4)), threshold=1.5)
