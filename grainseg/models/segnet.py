@@ -46,6 +46,9 @@ class SegNet(SegmentationModel):
             out = chs[i - 1] if i > 0 else chs[0]
             self.dec.append(nn.Sequential(ConvStack(chs[i], chs[i], n - 1), ConvStack(chs[i], out, 1)))
         self.head = nn.Conv2d(chs[0], num_classes, 3, padding=1)
+        for m in self.modules():  # He init, as VGG / SegNet: keeps the signal alive through 26 conv layers
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward_features(self, x: Tensor) -> Tensor:
         indices: List[Tensor] = []
