@@ -1,6 +1,6 @@
 // grainseg's CUDA binding and kernels (csrc/cuda, csrc/ss2d/*.cu, csrc/selective_scan/*.cu) built for the
 // host emulation of cuda_emulation.h: the same source, run on CPU tensors, so tests can check the
-// kernels' logic on a machine without a GPU.  Built by tests/gpu/emulation.py.
+// kernels' logic on a machine without a GPU.  Built by tests/gpu/cuda_emulation.py.
 #include <torch/extension.h>
 
 #include "cuda/scan_binding_cuda.cpp"
