@@ -206,9 +206,9 @@ class SegmentationModel(
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (b, num_classes, h, w) for any h, w: pad to ``size_divisor``, run, crop back."""
-        x = self.adapt_channels(x)
         if not x.is_floating_point():
             raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        x = self.adapt_channels(x)
         h, w = x.shape[-2:]
         out = self.forward_features(pad_to_multiple(x, self.size_divisor))
         return out[..., :h, :w]
@@ -231,9 +231,9 @@ class SegmentationModel(
     @property
     def config(self) -> Dict[str, Any]:
         """Every __init__ argument (as passed, JSON-able), with the current ``preprocessing``."""
-        cfg = copy.deepcopy(dict(self._hub_mixin_config or {}))
-        cfg["preprocessing"] = copy.deepcopy(self.preprocessing)
-        return cfg
+        cfg = dict(self._hub_mixin_config or {})
+        cfg["preprocessing"] = self.preprocessing
+        return json.loads(json.dumps(cfg))  # a deep copy in JSON form (tuples become lists)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of parameters (all, or only those with ``requires_grad``)."""

@@ -1,0 +1,195 @@
+"""Whole-model CPU benchmark: the compiled scan extension against the pure-PyTorch reference.
+
+For each model (default: the paper's ``vmunet_aspp`` and ``vmunet_aspp_small``) and each backend
+(``extension``, ``reference``), at batch 1 and 256x256 by default, it measures
+
+- forward latency in eval / inference mode (median of ``--repeat`` runs after ``--warmup``);
+- forward + backward time in training mode (loss = mean of the logits), median likewise;
+- peak memory of the forward + backward step: the peak resident set size above the level before
+  the step, sampled every millisecond by a background thread (CPU tensors have no allocator stats).
+
+Every (model, backend) pair runs in its own subprocess, so memory and thread state do not leak
+between measurements.  Results go to ``--out`` (JSON) and a table is printed.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_model.py --out benchmarks/results/model_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+BACKENDS = ("extension", "reference")
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRSS:
+    """Context manager: peak RSS above the entry level, sampled every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval, self.peak, self.base = interval, 0, 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakRSS":
+        gc.collect()
+        self.base = self.peak = _rss_bytes()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def delta_mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def _timed(fn, warmup: int, repeat: int) -> List[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, repeat: int) -> Dict[str, Any]:
+    """Measure one (model, backend) pair in this process."""
+    import torch
+
+    import grainseg
+    from grainseg.ops import use_backend
+
+    torch.manual_seed(0)
+    model = grainseg.create_model(model_name)
+    x = torch.rand(batch, model.in_chans, size, size)
+    with use_backend(backend):
+        resolved = grainseg.ops.backend()
+
+        def forward():
+            with torch.inference_mode():
+                model(x)
+
+        def forward_backward():
+            model.zero_grad(set_to_none=True)
+            model(x).mean().backward()
+
+        model.eval()
+        fwd = _timed(forward, warmup, repeat)
+        model.train()
+        fwd_bwd = _timed(forward_backward, warmup, max(repeat - 1, 1))
+        model.zero_grad(set_to_none=True)
+        with PeakRSS() as mem:
+            forward_backward()
+    return {
+        "model": model_name,
+        "backend": backend,
+        "resolved_backend": resolved,
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "input": [batch, model.in_chans, size, size],
+        "forward_s": statistics.median(fwd),
+        "forward_runs_s": fwd,
+        "forward_backward_s": statistics.median(fwd_bwd),
+        "forward_backward_runs_s": fwd_bwd,
+        "forward_backward_peak_rss_mib": round(mem.delta_mib, 1),
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=["vmunet_aspp", "vmunet_aspp_small"])
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--reference-repeat", type=int, default=2, help="repeats for the (slow) reference backend")
+    p.add_argument("--out", type=Path, help="write the results as JSON here (refuses to overwrite without --force)")
+    p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--worker", nargs=2, metavar=("MODEL", "BACKEND"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    for name in ("size", "batch", "repeat", "reference_repeat"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.worker:
+        model, backend = args.worker
+        print(json.dumps(worker(model, backend, args.size, args.batch, args.warmup, args.repeat)))
+        return 0
+    if args.out and args.out.exists() and not args.force:
+        p.error(f"{args.out} exists; pass --force to overwrite it")
+
+    import torch
+
+    results = []
+    for model in args.models:
+        for backend in args.backends:
+            repeat = args.reference_repeat if backend == "reference" else args.repeat
+            warmup = 0 if backend == "reference" else args.warmup
+            cmd = [sys.executable, __file__, "--worker", model, backend, "--size", str(args.size),
+                   "--batch", str(args.batch), "--warmup", str(warmup), "--repeat", str(repeat)]
+            print(f"running {model} on {backend} ...", file=sys.stderr, flush=True)
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    by = {(r["model"], r["backend"]): r for r in results}
+    speedups = {}
+    for model in args.models:
+        ext, ref = by.get((model, "extension")), by.get((model, "reference"))
+        if ext and ref:
+            speedups[model] = {
+                "forward": ref["forward_s"] / ext["forward_s"],
+                "forward_backward": ref["forward_backward_s"] / ext["forward_backward_s"],
+            }
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "settings": {"size": args.size, "batch": args.batch, "warmup": args.warmup, "repeat": args.repeat,
+                     "reference_repeat": args.reference_repeat},
+        "results": results,
+        "speedup_extension_over_reference": speedups,
+    }
+    print(f"{'model':<20}{'backend':<11}{'params':>12}{'forward s':>11}{'fwd+bwd s':>11}{'peak MiB':>10}")
+    for r in results:
+        print(f"{r['model']:<20}{r['resolved_backend']:<11}{r['num_params']:>12,}{r['forward_s']:>11.3f}"
+              f"{r['forward_backward_s']:>11.3f}{r['forward_backward_peak_rss_mib']:>10.0f}")
+    for model, s in speedups.items():
+        print(f"{model}: extension is {s['forward']:.1f}x (forward) and {s['forward_backward']:.1f}x "
+              f"(forward+backward) faster than the reference")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
