@@ -116,3 +116,14 @@ def test_load_model_records_id_and_weights_hash(tmp_path):
     loaded, info = predict_mod.load_model(str(tmp_path / "m"))
     assert info["id"] == str(tmp_path / "m") and info["revision"] is None and len(info["sha256"]) == 64
     assert info["architecture"] == type(model).__name__ and not loaded.training
+
+
+@pytest.mark.gpu
+def test_cuda_amp_matches_cpu():
+    """On CUDA with float16 autocast the probabilities match the CPU float32 ones to AMP precision."""
+    s = make_micrograph((300, 420), n_grains=20, seed=9)
+    cpu = predict_proba(StandInNet(PREP_400), s.image)
+    gpu = predict_proba(StandInNet(PREP_400), s.image, device="cuda", amp=True)
+    assert gpu.dtype == np.float32 and gpu.shape == cpu.shape
+    np.testing.assert_allclose(gpu, cpu, atol=2e-2)
+    assert ((gpu > 0.5) == (cpu > 0.5)).mean() > 0.999
