@@ -9,7 +9,7 @@ concatenated channels of all levels (keys / values).  Learned position embedding
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -33,11 +33,12 @@ class _PatchTokens(nn.Module):
         nn.init.trunc_normal_(self.pos, std=0.02)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+        """Tokens (b, n, c) and their grid (gh, gw)."""
         y = self.proj(x)
         pos = self.pos if self.pos.shape[-2:] == y.shape[-2:] else F.interpolate(
             self.pos, size=y.shape[-2:], mode="bicubic", align_corners=False)
-        return self.drop((y + pos).flatten(2).transpose(1, 2))  # (b, n, c)
+        return self.drop((y + pos).flatten(2).transpose(1, 2)), (y.shape[-2], y.shape[-1])
 
 
 class _ChannelAttentionLayer(nn.Module):
@@ -103,8 +104,9 @@ class ChannelCrossFusionTransformer(nn.Module):
         self.reconstruct = nn.ModuleList(ConvBNAct(c, c, 1) for c in channels)
 
     def forward(self, skips: List[Tensor]) -> List[Tensor]:
-        tokens = [emb(s) for emb, s in zip(self.embed, skips)]
-        grid = skips[-1].shape[-2] // 2, skips[-1].shape[-1] // 2  # same token grid at every level
+        embedded = [emb(s) for emb, s in zip(self.embed, skips)]
+        tokens = [t for t, _ in embedded]
+        grid = embedded[0][1]  # the same token grid at every level (patch sizes halve as maps do)
         for blk in self.blocks:
             tokens = blk(tokens)
         outs = []
