@@ -49,9 +49,11 @@ class DeepLabV3Plus(SegmentationModel):
                  low_level_channels: int = 48, preprocessing: Optional[dict] = None) -> None:
         super().__init__(in_chans=in_chans, num_classes=num_classes, preprocessing=preprocessing)
         check_choice(output_stride, "output_stride", (8, 16))
-        default_rates = [6, 12, 18] if output_stride == 16 else [12, 24, 36]
-        rates = check_int_list(default_rates if aspp_rates is None else aspp_rates, "aspp_rates",
-                               len(default_rates if aspp_rates is None else aspp_rates))
+        if aspp_rates is None:
+            aspp_rates = [6, 12, 18] if output_stride == 16 else [12, 24, 36]
+        if not isinstance(aspp_rates, (list, tuple)) or not aspp_rates:
+            raise ValueError(f"aspp_rates must be a non-empty list of positive ints, got {aspp_rates!r}")
+        rates = check_int_list(aspp_rates, "aspp_rates", len(aspp_rates))
         c = check_positive_int(aspp_channels, "aspp_channels")
         low = check_positive_int(low_level_channels, "low_level_channels")
         self.encoder = ResNetEncoder(encoder_depth, in_chans, check_positive_int(encoder_width, "encoder_width"),

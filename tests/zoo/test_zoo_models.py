@@ -100,3 +100,4 @@ def test_multiclass_and_grey_models(name):
     with torch.no_grad():
         out = m(torch.rand(2, 1, 33, 35))
     assert out.shape == (2, 3, 33, 35)
+

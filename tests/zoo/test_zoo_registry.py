@@ -72,6 +72,8 @@ def test_resnet_encoder_rejects_bad_arguments(kwargs):
     ("unetplusplus", dict(decoder_channels=[8, 8]), "decoder_channels"),
     ("unetplusplus", dict(encoder_depth=20), "depth"),
     ("deeplabv3plus", dict(output_stride=32), "output_stride"),
+    ("deeplabv3plus", dict(aspp_rates=[]), "aspp_rates"),
+    ("deeplabv3plus", dict(aspp_rates=[6, 0]), "aspp_rates"),
     ("uctransnet", dict(img_size=100), "img_size"),
     ("uctransnet", dict(dropout=1.5), "dropout"),
     ("r2attunet", dict(t=0), "t must"),
