@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union
 
-import torch
 from torch import Tensor, nn
 
 from .ss2d import SS2D

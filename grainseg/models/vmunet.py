@@ -11,11 +11,9 @@ Module names are the reference names (``patch_embed``, ``layers``, ``layers_up``
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
 from grainseg.layers import EnhancedASPP, PatchEmbed, PatchExpand, PatchMerging, VSSLayer, VSSLayerUp
@@ -98,9 +96,9 @@ class VMUNet(SegmentationModel):
         self,
         in_chans: int = 3,
         num_classes: int = 1,
-        dims: Union[int, List[int]] = 96,
-        depths: List[int] = (2, 2, 9, 2),
-        depths_decoder: List[int] = (2, 2, 2, 1),
+        dims: Union[int, Sequence[int]] = 96,
+        depths: Sequence[int] = (2, 2, 9, 2),
+        depths_decoder: Sequence[int] = (2, 2, 2, 1),
         d_state: int = 16,
         d_conv: int = 3,
         expand: Union[int, float] = 2,
@@ -227,14 +225,14 @@ class VMUNetASPP(VMUNet):
         self,
         in_chans: int = 3,
         num_classes: int = 1,
-        dims: Union[int, List[int]] = 96,
-        depths: List[int] = (2, 2, 9, 2),
-        depths_decoder: List[int] = (2, 2, 2, 1),
+        dims: Union[int, Sequence[int]] = 96,
+        depths: Sequence[int] = (2, 2, 9, 2),
+        depths_decoder: Sequence[int] = (2, 2, 2, 1),
         d_state: int = 16,
         d_conv: int = 3,
         expand: Union[int, float] = 2,
         drop_path_rate: float = 0.2,
-        aspp_rates: List[int] = (3, 6, 9, 12, 15),
+        aspp_rates: Sequence[int] = (3, 6, 9, 12, 15),
         preprocessing: Optional[dict] = None,
     ) -> None:
         super().__init__(
