@@ -1,0 +1,131 @@
+"""The trainer on a tiny model and tiny data: outputs, reload, seeding, resume, early stopping, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from grainseg_tinydata import TINY_SIZE, tiny_model, write_tiny_exone  # noqa: E402
+
+import grainseg  # noqa: E402
+from grainseg.train import trainer as trainer_mod  # noqa: E402
+from grainseg.train.trainer import TrainConfig, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return write_tiny_exone(tmp_path_factory.mktemp("tiny") / "exone")
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), out=str(out), model="unet", split="paper", epochs=1, batch_size=2, lr=1e-3,
+                progress=False, seed=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _weights(out):
+    return load_file(str(Path(out) / "best" / "model.safetensors"))
+
+
+def test_two_step_run_writes_checkpoint_metrics_and_reloads(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    summary = train(_cfg(tiny_data, out), model=tiny_model())  # 4 train images, batch 2: 2 steps
+    assert summary["best_epoch"] == 1 and summary["epochs_run"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_images"] == 4 and metrics["val_images"] == 2
+    (ep,) = metrics["epochs"]
+    assert {"train_loss", "val_loss", "val_dice", "val_iou", "seconds", "train_images_per_s"} <= set(ep)
+    assert 0.0 <= ep["val_dice"] <= 1.0 and ep["train_loss"] > 0
+    assert (out / "checkpoint.pt").is_file()
+    model = grainseg.from_pretrained(out / "best")
+    assert model.preprocessing["train_image_size"] == [TINY_SIZE, TINY_SIZE]
+    assert model.preprocessing["input_size"] == [TINY_SIZE, TINY_SIZE]
+    card = (out / "best" / "README.md").read_text()
+    assert "exone" in card and "val_loss" in card
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ckpt["model"][k]), k
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_cfg(tiny_data, out), model=tiny_model())
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_data, tmp_path):
+    train(_cfg(tiny_data, tmp_path / "a"), model=_seeded_model(0))
+    train(_cfg(tiny_data, tmp_path / "b"), model=_seeded_model(0))
+    train(_cfg(tiny_data, tmp_path / "c", seed=1), model=_seeded_model(0))
+    a, b, c = (_weights(tmp_path / n) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def _seeded_model(seed):
+    torch.manual_seed(seed)
+    return tiny_model()
+
+
+def test_resume_mid_epoch_matches_an_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
+    cfg = dict(epochs=2, batch_size=1, checkpoint_every=1)
+    train(_cfg(tiny_data, tmp_path / "full", **cfg), model=_seeded_model(0))
+
+    real_validate = trainer_mod._validate
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during the second epoch's validation: its last step was not checkpointed
+            raise KeyboardInterrupt
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_mod, "_validate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_data, tmp_path / "cut", **cfg), model=_seeded_model(0))
+    monkeypatch.setattr(trainer_mod, "_validate", real_validate)
+    ckpt = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert ckpt["loop"]["epoch"] == 1 and ckpt["loop"]["step_in_epoch"] == 3
+    train(_cfg(tiny_data, tmp_path / "cut", resume=True, **cfg), model=_seeded_model(1))
+    full, cut = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+    m_full = json.loads((tmp_path / "full" / "metrics.json").read_text())
+    m_cut = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert [e["val_loss"] for e in m_full["epochs"]] == [e["val_loss"] for e in m_cut["epochs"]]
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(_cfg(tiny_data, tmp_path / "never", resume=True), model=tiny_model())
+
+
+def test_early_stopping_on_validation_loss(tiny_data, tmp_path):
+    # min_delta so large that no epoch after the first counts as an improvement
+    summary = train(_cfg(tiny_data, tmp_path / "es", epochs=6, patience=2, min_delta=100.0, batch_size=4),
+                    model=tiny_model())
+    assert summary["stopped_early"] and summary["epochs_run"] == 3 and summary["best_epoch"] == 1
+
+
+def test_bad_config_raises(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="epochs"):
+        train(_cfg(tiny_data, tmp_path / "x", epochs=0))
+    with pytest.raises(ValueError, match="lr"):
+        train(_cfg(tiny_data, tmp_path / "x", lr=-1.0))
+    with pytest.raises(ValueError, match="amp"):
+        train(_cfg(tiny_data, tmp_path / "x", amp="on"), model=tiny_model())
+
+
+def test_ddp_two_gloo_processes(tiny_data, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    kwargs = json.dumps({"base_channels": 4, "preprocessing": {"input_size": [TINY_SIZE, TINY_SIZE]}})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "grainseg", "train", "--model", "unet", "--model-kwargs", kwargs, "--data", str(tiny_data),
+           "--split", "paper", "--epochs", "1", "--batch-size", "1", "--lr", "1e-3", "--device", "cpu",
+           "--no-progress", "--out", str(out)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and len(metrics["epochs"]) == 1
+    assert res.stdout.count("best epoch 1") == 1  # only rank 0 reports
+    grainseg.from_pretrained(out / "best")
