@@ -29,3 +29,7 @@ from .models.vmunet_v2 import VMUNetV2, VMUNetV2Edge  # noqa: E402
 # inference and grain analysis (inference helper)
 from .grains.report import GrainReport  # noqa: E402
 from .inference.predict import analyze, predict_proba  # noqa: E402
+
+# data, training and evaluation (data/train helper)
+from .data import SegmentationDataset, preprocess_image, read_image, read_mask  # noqa: E402
+from .train.trainer import TrainConfig  # noqa: E402  (grainseg.train stays the sub-package: grainseg.train.train())
