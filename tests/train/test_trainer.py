@@ -129,3 +129,21 @@ def test_ddp_two_gloo_processes(tiny_data, tmp_path):
     assert metrics["world_size"] == 2 and len(metrics["epochs"]) == 1
     assert res.stdout.count("best epoch 1") == 1  # only rank 0 reports
     grainseg.from_pretrained(out / "best")
+
+
+def test_export_half_is_float16_and_reloads_close(tmp_path):
+    from grainseg.train.export import export_half
+
+    model = _seeded_model(0).eval()
+    model.save_pretrained(tmp_path / "src")
+    weights = export_half(tmp_path / "src", tmp_path / "dst", metrics={"test_dice": 0.5}, dataset="tiny")
+    dtypes = {v.dtype for k, v in load_file(str(weights)).items() if "num_batches" not in k}
+    assert dtypes == {torch.float16}
+    assert weights.stat().st_size < (tmp_path / "src" / "model.safetensors").stat().st_size * 0.6
+    reloaded = grainseg.from_pretrained(tmp_path / "dst")
+    x = torch.rand(1, 3, TINY_SIZE, TINY_SIZE)
+    with torch.no_grad():
+        assert torch.allclose(model(x), reloaded(x), atol=5e-3)
+    assert "test_dice" in (tmp_path / "dst" / "README.md").read_text()
+    with pytest.raises(ValueError, match="over the limit"):
+        export_half(tmp_path / "src", tmp_path / "dst2", max_bytes=100)

@@ -1,0 +1,36 @@
+"""Exporting a trained checkpoint as a compact half-precision copy (how the embedded default was made).
+
+``export_half(src, dst)`` loads a ``save_pretrained`` directory, casts the floating-point weights to
+float16 and writes config.json, model.safetensors and a model card to ``dst``.  ``from_pretrained``
+loads such a copy into a float32 model (the values are cast back on loading).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Optional, Union
+
+__all__ = ["export_half"]
+
+
+def export_half(
+    src: Union[str, Path],
+    dst: Union[str, Path],
+    *,
+    metrics: Optional[Mapping[str, float]] = None,
+    dataset: Optional[str] = None,
+    overwrite: bool = False,
+    max_bytes: Optional[int] = None,
+) -> Path:
+    """Write a float16 copy of the model saved in ``src`` to ``dst``; returns the weights file.
+
+    ``max_bytes`` (e.g. 15 MB) raises ValueError when the weights file would be larger.
+    """
+    from grainseg.hub import from_pretrained
+
+    model = from_pretrained(src).half()
+    dst = Path(dst)
+    model.save_pretrained(dst, metrics=metrics, dataset=dataset, overwrite=overwrite)
+    weights = dst / "model.safetensors"
+    if max_bytes is not None and weights.stat().st_size > max_bytes:
+        raise ValueError(f"{weights} is {weights.stat().st_size} bytes, over the limit of {max_bytes}")
+    return weights
