@@ -149,10 +149,11 @@ std::tuple<Tensor, Tensor> forward(const char* op, const Problem& p, bool softpl
 }
 
 // Channels per backward block: the smallest divisor of both group sizes whose dB / dC partial buffers
-// (one slab per block) fit GRAINSEG_CUDA_PARTIAL_MB (default 512) MiB; the largest divisor otherwise.
+// (one slab per block) fit GRAINSEG_CUDA_BWD_BUFFER_BYTES (default 512 MiB); the largest divisor (the
+// least memory) when none fits.  More channels per block = less memory but fewer blocks.
 int64_t channels_per_block(const Problem& p) {
-  const char* env = std::getenv("GRAINSEG_CUDA_PARTIAL_MB");
-  const int64_t budget = (env ? std::max<int64_t>(1, std::atoll(env)) : 512) << 20;
+  const char* env = std::getenv("GRAINSEG_CUDA_BWD_BUFFER_BYTES");
+  const int64_t budget = env ? std::max<int64_t>(1, std::atoll(env)) : (int64_t(512) << 20);
   const int64_t g = std::gcd(p.dim() / p.GB, p.dim() / p.GC);
   const int64_t per_slab = 2 * p.batch() * p.K * p.n() * p.L() * int64_t(c10::elementSize(p.acc_type));
   for (int64_t cpb = 1; cpb <= g; ++cpb)

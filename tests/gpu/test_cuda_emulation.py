@@ -138,6 +138,24 @@ def test_mixed_dtypes_and_non_contiguous_inputs(emu):
     check_against_reference(y, grads, ref_y, ref_grads, torch.float32, "mixed / non-contiguous")
 
 
+@pytest.mark.parametrize("slabs", [1, 2])
+def test_backward_with_several_channels_per_block(emu, monkeypatch, slabs):
+    """A small GRAINSEG_CUDA_BWD_BUFFER_BYTES makes each block sum dB / dC over several channels."""
+    b, c, n, L = 2, 4, 3, 15
+    per_slab = 2 * b * 4 * n * L * 8  # fp64 partial buffers of one slab for dB and dC
+    monkeypatch.setenv("GRAINSEG_CUDA_BWD_BUFFER_BYTES", str(slabs * per_slab))
+    inputs = ss2d_inputs(b, c, 3, 5, n, torch.float64, seed=13)
+    dy = torch.randn(b, c, 3, 5, dtype=torch.float64)
+    y, _, grads = run(emu, "ss2d", inputs, dy)
+    ref_y, ref_grads = reference_with_grads(ss2d_reference, inputs, dy)
+    check_against_reference(y, grads, ref_y, ref_grads, torch.float64, f"ss2d, {slabs} slab(s)")
+    sel = selective_scan_inputs(b, c, 40, n, 2, 1, torch.float64, seed=14)
+    dy = torch.randn(b, c, 40, dtype=torch.float64)
+    y, _, grads = run(emu, "selective_scan", sel, dy)
+    ref_y, ref_grads = reference_with_grads(selective_scan_reference, sel, dy)
+    check_against_reference(y, grads, ref_y, ref_grads, torch.float64, f"selective_scan, {slabs} slab(s)")
+
+
 def test_binding_rejects_a_chunk_other_than_the_tile(emu):
     inputs = ss2d_inputs(1, 1, 2, 2, 1, torch.float32)
     with pytest.raises(ValueError, match="chunk == 2048"):
