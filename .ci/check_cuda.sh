@@ -6,7 +6,10 @@
 #     (default "80 90"), with setup.py's nvcc flags;
 #  3. every csrc/**/*_cuda.cpp (the torch binding) is syntax-checked with g++ against the installed
 #     torch's headers, when torch and the CUDA runtime headers are there (a stub stands in for
-#     c10/cuda/impl/cuda_cmake_macros.h, which CPU wheels of torch lack).
+#     c10/cuda/impl/cuda_cmake_macros.h, which CPU wheels of torch lack);
+#  4. tests/gpu/test_cuda_emulation.py runs the kernels' source on CPU under the host emulation
+#     (marked slow in the normal test run because its first build takes about a minute); set
+#     GRAINSEG_CHECK_CUDA_EMULATION=0 to leave it out.
 # Skips with a message when nvcc is absent; exits non-zero on any error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +79,16 @@ if [ ${#bindings[@]} -gt 0 ] && [ -n "$TORCH_INC" ] && [ -f "$CUDA_INC/cuda_runt
   done
 else
   echo "check_cuda: torch headers, CUDA headers or a C++ compiler missing: binding syntax check skipped"
+fi
+
+if [ "${GRAINSEG_CHECK_CUDA_EMULATION:-1}" != "0" ] && [ -n "$TORCH_INC" ] && [ -f "$CUDA_INC/cuda_fp16.h" ]; then
+  echo "check_cuda: emulated kernel tests (tests/gpu/test_cuda_emulation.py)"
+  if ! CUDA_HOME=$(dirname "$CUDA_INC") GRAINSEG_SLOW=1 "$PY" -m pytest -q -p no:cacheprovider tests/gpu/test_cuda_emulation.py; then
+    echo "FAIL  emulated kernel tests"
+    failed=1
+  fi
+else
+  echo "check_cuda: emulated kernel tests skipped"
 fi
 
 if [ "$failed" -ne 0 ]; then
