@@ -136,3 +136,49 @@ def ss2d_reference(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=Tr
 def selective_scan_reference(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True) -> Tensor:
     """grainseg.ops.reference.selective_scan_ref with keyword arguments (no z)."""
     return reference.selective_scan_ref(u, delta, A, B, C, D, None, delta_bias, delta_softplus)
+
+
+def ss2d_fixture(reference_fixtures, device="cpu"):
+    """The paper authors' SS2D module (eval mode, on `device`) and its io tensors (fixtures/reference/ss2d)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from grainseg.layers import SS2D
+
+    folder = reference_fixtures / "ss2d"
+    cfg = json.loads((folder / "config.json").read_text())
+    m = SS2D(cfg["d_model"], d_state=cfg["d_state"], d_conv=cfg["d_conv"], expand=cfg["expand"]).eval()
+    m.load_state_dict(load_file(str(folder / "module.safetensors")), strict=True)
+    io = load_file(str(folder / "io.safetensors"), device=str(device))
+    return m.to(device), (io["input"], io["output"], io["cotangent"], io["grad_input"])
+
+
+def tiny_vmunet_aspp_fixture(reference_fixtures, device="cpu"):
+    """The authors' tiny VM-UNet-ASPP (train mode, on `device`) and its io (fixtures/reference/vmunet_aspp_tiny)."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from grainseg import VMUNetASPP
+
+    folder = reference_fixtures / "vmunet_aspp_tiny"
+    cfg = json.loads((folder / "config.json").read_text())
+    model = VMUNetASPP(
+        in_chans=cfg["in_chans"], num_classes=cfg["num_classes"], dims=cfg["dims"], depths=cfg["depths"],
+        depths_decoder=cfg["depths_decoder"], d_state=cfg["d_state"], d_conv=cfg["d_conv"],
+        expand=cfg["expand"], aspp_rates=cfg["aspp_rates"],
+    )
+    model.load_reference_state_dict(load_file(str(folder / "model.safetensors")))
+    io = load_file(str(folder / "io.safetensors"), device=str(device))
+    return model.to(device), (io["input"], io["output_logits"], io["cotangent"], io["grad_input"])
+
+
+def assert_reproduces_fixture(model, io, tol: float = 1e-4) -> None:
+    """model(input) == output and d(sum(output * cotangent))/d(input) == grad_input, within `tol` (max abs)."""
+    x, output, cotangent, grad_input = io
+    x = x.clone().requires_grad_(True)
+    y = model(x)
+    assert (y - output).abs().max() <= tol, f"output off by {(y - output).abs().max().item():.3g}"
+    (y * cotangent).sum().backward()
+    assert (x.grad - grad_input).abs().max() <= tol, f"grad_input off by {(x.grad - grad_input).abs().max().item():.3g}"
