@@ -63,27 +63,32 @@ void check_common(const char* op, const std::vector<std::pair<const char*, const
   TORCH_CHECK_VALUE(chunk >= 1, op, ": argument 'chunk' must be >= 1, got ", chunk);
 }
 
-// Collects (name, tensor) pairs for the device check, skipping absent optionals.
-std::vector<std::pair<const char*, const Tensor*>> present(
-    std::initializer_list<std::pair<const char*, const Tensor*>> ts, const OptTensor& D, const OptTensor& bias) {
-  std::vector<std::pair<const char*, const Tensor*>> out(ts);
+// The (name, tensor) pairs of an op's inputs, absent optionals left out.
+std::vector<std::pair<const char*, const Tensor*>> named_inputs(const Tensor& u, const Tensor& delta,
+                                                                const Tensor& A, const Tensor& B, const Tensor& C,
+                                                                const OptTensor& D, const OptTensor& bias) {
+  std::vector<std::pair<const char*, const Tensor*>> out{{"u", &u}, {"delta", &delta}, {"A", &A}, {"B", &B},
+                                                         {"C", &C}};
   if (D) out.emplace_back("D", &*D);
   if (bias) out.emplace_back("delta_bias", &*bias);
   return out;
 }
 
+// Floating dtypes of every input, then ranks of u and A (so that their sizes can be read).
+void check_inputs(const char* op, const std::vector<std::pair<const char*, const Tensor*>>& inputs,
+                  int64_t u_rank, const char* u_layout, int64_t A_rank, const char* A_layout) {
+  for (const auto& [name, t] : inputs) check_float(op, name, *t);
+  check_rank(op, "u", *inputs[0].second, u_rank, u_layout);
+  check_rank(op, "A", *inputs[2].second, A_rank, A_layout);
+}
+
 void check_ss2d(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
                 const OptTensor& D, const OptTensor& bias, int64_t chunk) {
   const char* op = "ss2d_scan";
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"u", &u}, {"delta", &delta}, {"A", &A},
-                         {"B", &B}, {"C", &C}})
-    check_float(op, name, *t);
-  if (D) check_float(op, "D", *D);
-  if (bias) check_float(op, "delta_bias", *bias);
-  check_rank(op, "u", u, 4, "(batch, channels, height, width)");
-  check_rank(op, "A", A, 3, "(4, channels, d_state)");
+  const auto inputs = named_inputs(u, delta, A, B, C, D, bias);
+  check_inputs(op, inputs, 4, "(batch, channels, height, width)", 3, "(4, channels, d_state)");
   const int64_t b = u.size(0), c = u.size(1), h = u.size(2), w = u.size(3), n = A.size(2);
-  check_common(op, present({{"u", &u}, {"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}}, D, bias), n, chunk);
+  check_common(op, inputs, n, chunk);
   check_shape(op, "A", A, {kNumDirections, c, n}, "(4, channels, d_state)");
   check_shape(op, "delta", delta, {b, kNumDirections, c, h, w}, "(batch, 4, channels, height, width)");
   check_shape(op, "B", B, {b, kNumDirections, n, h, w}, "(batch, 4, d_state, height, width)");
@@ -95,15 +100,10 @@ void check_ss2d(const Tensor& u, const Tensor& delta, const Tensor& A, const Ten
 void check_selective(const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B, const Tensor& C,
                      const OptTensor& D, const OptTensor& bias, int64_t chunk) {
   const char* op = "selective_scan";
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"u", &u}, {"delta", &delta}, {"A", &A},
-                         {"B", &B}, {"C", &C}})
-    check_float(op, name, *t);
-  if (D) check_float(op, "D", *D);
-  if (bias) check_float(op, "delta_bias", *bias);
-  check_rank(op, "u", u, 3, "(batch, dim, L)");
-  check_rank(op, "A", A, 2, "(dim, d_state)");
+  const auto inputs = named_inputs(u, delta, A, B, C, D, bias);
+  check_inputs(op, inputs, 3, "(batch, dim, L)", 2, "(dim, d_state)");
   const int64_t batch = u.size(0), dim = u.size(1), L = u.size(2), n = A.size(1);
-  check_common(op, present({{"u", &u}, {"delta", &delta}, {"A", &A}, {"B", &B}, {"C", &C}}, D, bias), n, chunk);
+  check_common(op, inputs, n, chunk);
   check_shape(op, "delta", delta, {batch, dim, L}, "(batch, dim, L)");
   check_shape(op, "A", A, {dim, n}, "(dim, d_state)");
   for (auto [name, t] : {std::pair<const char*, const Tensor*>{"B", &B}, {"C", &C}}) {

@@ -56,11 +56,14 @@ def register_scan_autograd(fwd_op, bwd_op) -> None:
         u, delta, A, B, C, D, delta_bias, delta_softplus, chunk = inputs
         ckpt = output[1]
         ctx.mark_non_differentiable(ckpt)
+        ctx.set_materialize_grads(False)  # no zero-filled cotangent for ckpt (as large as the states saved)
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, ckpt)
         ctx.delta_softplus = delta_softplus
         ctx.chunk = chunk
 
     def backward(ctx, dy, _dckpt):
+        if dy is None:  # y did not reach the loss
+            return (None,) * 9
         u, delta, A, B, C, D, delta_bias, ckpt = ctx.saved_tensors
         du, ddelta, dA, dB, dC, dD, ddb = bwd_op(
             dy.contiguous(), u, delta, A, B, C, D, delta_bias, ctx.delta_softplus, ckpt, ctx.chunk
