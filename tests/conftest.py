@@ -19,9 +19,10 @@ def pytest_collection_modifyitems(config, items):
     skip_slow = pytest.mark.skip(reason="slow test: set GRAINSEG_SLOW=1 to run it")
     skip_gpu = pytest.mark.skip(reason="GPU test: no CUDA device here (skipped, not passed)")
     for item in items:
-        if "slow" in item.keywords and not run_slow:
+        # markers, not keywords: keywords also hold folder names (tests/gpu would match "gpu")
+        if item.get_closest_marker("slow") is not None and not run_slow:
             item.add_marker(skip_slow)
-        if "gpu" in item.keywords and not has_cuda:
+        if item.get_closest_marker("gpu") is not None and not has_cuda:
             item.add_marker(skip_gpu)
 
 
