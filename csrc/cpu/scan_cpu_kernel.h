@@ -3,7 +3,8 @@
 // A "lane" is one (batch b, direction k, channel d) sequence: selective_scan has one direction with the
 // identity order, ss2d_scan four directions whose orders index the spatial grid (scan_params.h).  The
 // kernels read u and delta in place through the order, one chunk of steps at a time, into small
-// per-thread buffers (never whole reordered copies), and SIMD-vectorise over the state dim n.
+// per-thread buffers (never whole reordered copies), and SIMD-vectorise over the state dim n (compiled
+// as a constant for n in {4, 8, 16, 32, 64}, see with_fixed_dstate).
 //
 // CPU layout requirements on top of scan_params.h (the binding provides them): A, B, C, dB, dC have the
 // state dim n innermost (B_dstate_stride == 1), and B, C, A, D, delta_bias, dA, dB, dC, dD, ddelta_bias
@@ -19,8 +20,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cstring>
-#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -227,7 +226,9 @@ void scan_fwd_cpu(const ScanParams& P) {
       std::fill(ybuf.begin(), ybuf.end(), acc_t(0));
       for (index_t k = 0; k < P.n_dirs; ++k) {
         const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), b, k, d);
-        with_fixed_dstate(P.dstate, [&](auto kN) { lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, x.data()); });
+        with_fixed_dstate(P.dstate, [&](auto kN) {
+          lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, x.data());
+        });
       }
       in_t* y = static_cast<in_t*>(P.y) + b * P.y_batch_stride + d * P.y_dim_stride;
       for (index_t p = 0; p < L; ++p) y[p] = static_cast<in_t>(ybuf[p]);
