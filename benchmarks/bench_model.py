@@ -11,7 +11,9 @@ For each model (default: the paper's ``vmunet_aspp`` and ``vmunet_aspp_small``) 
   tensors have no allocator statistics).
 
 Every (model, backend) pair runs in its own subprocess, so memory and thread state do not leak
-between measurements.  Results go to ``--out`` (JSON) and a table is printed.
+between measurements; a worker past its time limit is stopped, its finished phases are kept and the
+unfinished one is recorded as a lower bound.  Results go to ``--out`` (JSON, rewritten after every
+worker) and a table is printed.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_model.py --out benchmarks/results/model_cpu.json
 """
@@ -78,8 +80,12 @@ def _timed(fn, warmup: int, repeat: int) -> List[float]:
     return times
 
 
-def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, repeat: int) -> Dict[str, Any]:
-    """Measure one (model, backend) pair in this process."""
+def _emit(record: Dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, repeat: int) -> None:
+    """Measure one (model, backend) pair in this process; prints one JSON line per finished phase."""
     import torch
 
     import grainseg
@@ -89,7 +95,8 @@ def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, re
     model = grainseg.create_model(model_name)
     x = torch.rand(batch, model.in_chans, size, size)
     with use_backend(backend):
-        resolved = grainseg.ops.backend()
+        head = {"model": model_name, "backend": backend, "resolved_backend": grainseg.ops.backend(),
+                "num_params": sum(p.numel() for p in model.parameters()), "input": list(x.shape)}
 
         def forward():
             with torch.inference_mode():
@@ -103,24 +110,52 @@ def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, re
         model(small).mean().backward()
         with torch.inference_mode():
             model.eval()(small)
+        _emit({"started": "forward", "at": time.time()})
         fwd = _timed(forward, warmup, repeat)
+        _emit({**head, "phase": "forward", "forward_s": statistics.median(fwd), "forward_runs_s": fwd})
         model.train()
+        _emit({"started": "forward_backward", "at": time.time()})
         fwd_bwd = _timed(forward_backward, warmup, max(repeat - 1, 1) - 1)
         model.zero_grad(set_to_none=True)
         with PeakRSS() as mem:  # the last timed forward + backward also gives the peak memory
             fwd_bwd += _timed(forward_backward, 0, 1)
-    return {
-        "model": model_name,
-        "backend": backend,
-        "resolved_backend": resolved,
-        "num_params": sum(p.numel() for p in model.parameters()),
-        "input": [batch, model.in_chans, size, size],
-        "forward_s": statistics.median(fwd),
-        "forward_runs_s": fwd,
-        "forward_backward_s": statistics.median(fwd_bwd),
-        "forward_backward_runs_s": fwd_bwd,
-        "forward_backward_peak_rss_mib": round(mem.delta_mib, 1),
-    }
+        _emit({**head, "phase": "forward_backward", "forward_backward_s": statistics.median(fwd_bwd),
+               "forward_backward_runs_s": fwd_bwd, "forward_backward_peak_rss_mib": round(mem.delta_mib, 1)})
+
+
+def _run_worker(cmd: List[str], timeout: float, model: str, backend: str) -> Dict[str, Any]:
+    """Run one worker; merge its phase records.  On timeout keep the finished phases and say so."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: List[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    reader.join()
+    stopped = time.time()
+    merged: Dict[str, Any] = {"model": model, "backend": backend}
+    started: Dict[str, float] = {}
+    for line in lines:
+        if line.startswith("{"):
+            record = json.loads(line)
+            if "started" in record:
+                started[record["started"]] = record["at"]
+            else:
+                merged.update(record)
+    merged.pop("phase", None)
+    for phase in ("forward", "forward_backward"):
+        if f"{phase}_s" not in merged:
+            merged["unfinished"] = {
+                "phase": phase,
+                "gave_up_after_s": round(stopped - started[phase], 1) if phase in started else None,
+                "note": "stopped at the time limit: one run of this phase (warm-up included) takes longer "
+                "than gave_up_after_s, a lower bound",
+            }
+            break
+    return merged
 
 
 def main(argv=None) -> int:
@@ -132,6 +167,9 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--reference-repeat", type=int, default=1, help="repeats for the (slow) reference backend")
+    p.add_argument("--reference-timeout", type=float, default=1800.0,
+                   help="seconds before a reference worker is stopped (finished phases are kept; the rest is a lower bound)")
+    p.add_argument("--extension-timeout", type=float, default=1800.0)
     p.add_argument("--out", type=Path, help="write the results as JSON here (refuses to overwrite without --force)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
     p.add_argument("--worker", nargs=2, metavar=("MODEL", "BACKEND"), help=argparse.SUPPRESS)
@@ -141,7 +179,7 @@ def main(argv=None) -> int:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.worker:
         model, backend = args.worker
-        print(json.dumps(worker(model, backend, args.size, args.batch, args.warmup, args.repeat)))
+        worker(model, backend, args.size, args.batch, args.warmup, args.repeat)
         return 0
     if args.out and args.out.exists() and not args.force:
         p.error(f"{args.out} exists; pass --force to overwrite it")
@@ -155,18 +193,23 @@ def main(argv=None) -> int:
             warmup = 0 if backend == "reference" else args.warmup
             cmd = [sys.executable, __file__, "--worker", model, backend, "--size", str(args.size),
                    "--batch", str(args.batch), "--warmup", str(warmup), "--repeat", str(repeat)]
-            print(f"running {model} on {backend} ...", file=sys.stderr, flush=True)
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-            results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            timeout = args.reference_timeout if backend == "reference" else args.extension_timeout
+            print(f"running {model} on {backend} (time limit {timeout:.0f} s) ...", file=sys.stderr, flush=True)
+            results.append(_run_worker(cmd, timeout, model, backend))
+            if args.out:  # keep what is measured so far
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps({"partial": True, "results": results}, indent=2) + "\n")
     by = {(r["model"], r["backend"]): r for r in results}
     speedups = {}
     for model in args.models:
         ext, ref = by.get((model, "extension")), by.get((model, "reference"))
         if ext and ref:
-            speedups[model] = {
-                "forward": ref["forward_s"] / ext["forward_s"],
-                "forward_backward": ref["forward_backward_s"] / ext["forward_backward_s"],
-            }
+            speedups[model] = {}
+            for key in ("forward", "forward_backward"):
+                if f"{key}_s" in ext and f"{key}_s" in ref:
+                    speedups[model][key] = ref[f"{key}_s"] / ext[f"{key}_s"]
+                elif f"{key}_s" in ext and (ref.get("unfinished") or {}).get("gave_up_after_s") and ref["unfinished"]["phase"] == key:
+                    speedups[model][f"{key}_at_least"] = ref["unfinished"]["gave_up_after_s"] / ext[f"{key}_s"]
     report = {
         "machine": {
             "platform": platform.platform(),
@@ -183,13 +226,16 @@ def main(argv=None) -> int:
         "results": results,
         "speedup_extension_over_reference": speedups,
     }
+    def cell(r: Dict[str, Any], key: str, fmt: str) -> str:
+        return format(r[key], fmt) if key in r else "n/a"
+
     print(f"{'model':<20}{'backend':<11}{'params':>12}{'forward s':>11}{'fwd+bwd s':>11}{'peak MiB':>10}")
     for r in results:
-        print(f"{r['model']:<20}{r['resolved_backend']:<11}{r['num_params']:>12,}{r['forward_s']:>11.3f}"
-              f"{r['forward_backward_s']:>11.3f}{r['forward_backward_peak_rss_mib']:>10.0f}")
-    for model, s in speedups.items():
-        print(f"{model}: extension is {s['forward']:.1f}x (forward) and {s['forward_backward']:.1f}x "
-              f"(forward+backward) faster than the reference")
+        print(f"{r['model']:<20}{r.get('resolved_backend', r['backend']):<11}{cell(r, 'num_params', ','):>12}"
+              f"{cell(r, 'forward_s', '.3f'):>11}{cell(r, 'forward_backward_s', '.3f'):>11}"
+              f"{cell(r, 'forward_backward_peak_rss_mib', '.0f'):>10}" + (f"  unfinished: {r['unfinished']}" if "unfinished" in r else ""))
+    for model, sp in speedups.items():
+        print(f"{model}: extension speed-up over the reference: " + ", ".join(f"{k} {v:.1f}x" for k, v in sp.items()))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
