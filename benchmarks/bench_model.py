@@ -6,9 +6,11 @@ For each model (default: the paper's ``vmunet_aspp`` and ``vmunet_aspp_small``) 
 - forward latency in eval / inference mode (median of ``--repeat`` runs after ``--warmup``; every
   worker first runs one cheap 32x32 forward + backward so one-time costs stay out of the timings);
 - forward + backward time in training mode (loss = mean of the logits), median likewise;
-- peak memory of the forward + backward step: the peak resident set size above the level before
-  the last timed step (gradients freed), sampled every millisecond by a background thread (CPU
-  tensors have no allocator statistics).
+- memory: ``forward_backward_peak_rss_mib``, the RSS growth during the last timed forward + backward
+  step, sampled every millisecond (an underestimate when heap freed by earlier steps is reused), and
+  ``process_peak_above_model_mib``, the process' high-water RSS (VmHWM) above the level right after
+  the model was built, which covers every forward and backward run (CPU tensors have no allocator
+  statistics).
 
 Every (model, backend) pair runs in its own subprocess, so memory and thread state do not leak
 between measurements; a worker past its time limit is stopped, its finished phases are kept and the
@@ -38,6 +40,15 @@ BACKENDS = ("extension", "reference")
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    """The process' high-water RSS (VmHWM): covers every step so far, freed or not."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 class PeakRSS:
@@ -94,6 +105,7 @@ def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, re
     torch.manual_seed(0)
     model = grainseg.create_model(model_name)
     x = torch.rand(batch, model.in_chans, size, size)
+    built_rss = _rss_bytes()
     with use_backend(backend):
         head = {"model": model_name, "backend": backend, "resolved_backend": grainseg.ops.backend(),
                 "num_params": sum(p.numel() for p in model.parameters()), "input": list(x.shape)}
@@ -120,11 +132,13 @@ def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, re
         with PeakRSS() as mem:  # the last timed forward + backward also gives the peak memory
             fwd_bwd += _timed(forward_backward, 0, 1)
         _emit({**head, "phase": "forward_backward", "forward_backward_s": statistics.median(fwd_bwd),
-               "forward_backward_runs_s": fwd_bwd, "forward_backward_peak_rss_mib": round(mem.delta_mib, 1)})
+               "forward_backward_runs_s": fwd_bwd, "forward_backward_peak_rss_mib": round(mem.delta_mib, 1),
+               "process_peak_above_model_mib": round((_peak_rss_bytes() - built_rss) / 2**20, 1)})
 
 
 def _run_worker(cmd: List[str], timeout: float, model: str, backend: str) -> Dict[str, Any]:
     """Run one worker; merge its phase records.  On timeout keep the finished phases and say so."""
+    peak_at_stop = None
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines: List[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
@@ -132,6 +146,12 @@ def _run_worker(cmd: List[str], timeout: float, model: str, backend: str) -> Dic
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        try:  # the worker's high-water RSS so far, before stopping it
+            with open(f"/proc/{proc.pid}/status") as f:
+                hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+            peak_at_stop = round(hwm / 1024, 1)
+        except (OSError, StopIteration):
+            peak_at_stop = None
         proc.kill()
         proc.wait()
     reader.join()
@@ -153,6 +173,7 @@ def _run_worker(cmd: List[str], timeout: float, model: str, backend: str) -> Dic
                 "gave_up_after_s": round(stopped - started[phase], 1) if phase in started else None,
                 "note": "stopped at the time limit: one run of this phase (warm-up included) takes longer "
                 "than gave_up_after_s, a lower bound",
+                "process_peak_rss_mib_at_stop": peak_at_stop,
             }
             break
     return merged
