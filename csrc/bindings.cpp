@@ -16,6 +16,7 @@
 #include "cpu/scan_cpu.h"
 #include "scan_cuda_api.h"
 #include "scan_params.h"
+#include "scan_params_torch.h"
 
 namespace grainseg {
 namespace {
@@ -203,43 +204,10 @@ CpuTensors prepare_cpu(const Problem& p) {
   return t;
 }
 
+// B and C are (b, G, L, n) here: the n-innermost copies made by cpu_tensors.
 void fill_params(ScanParams& P, const Problem& p, const CpuTensors& t, bool softplus, int64_t chunk) {
-  P.batch = p.batch();
-  P.dim = p.dim();
-  P.n_dirs = p.K;
-  P.height = p.h;
-  P.width = p.w;
-  P.seqlen = p.L();
-  P.dstate = p.n();
-  P.n_groups_B = p.GB;
-  P.n_groups_C = p.GC;
-  P.chunk = chunk;
-  P.n_chunks = p.n_chunks(chunk);
-  P.delta_softplus = softplus;
-  P.u = t.u.data_ptr();
-  P.delta = t.delta.data_ptr();
-  P.A = t.A.data_ptr();
-  P.B = t.B.data_ptr();
-  P.C = t.C.data_ptr();
-  P.D = t.D.defined() ? t.D.data_ptr() : nullptr;
-  P.delta_bias = t.bias.defined() ? t.bias.data_ptr() : nullptr;
-  P.u_batch_stride = t.u.stride(0);
-  P.u_dim_stride = t.u.stride(1);
-  P.delta_batch_stride = t.delta.stride(0);
-  P.delta_dir_stride = t.delta.stride(1);
-  P.delta_dim_stride = t.delta.stride(2);
-  P.A_dir_stride = t.A.stride(0);
-  P.A_dim_stride = t.A.stride(1);
-  P.B_batch_stride = t.B.stride(0);
-  P.B_group_stride = t.B.stride(1);
-  P.B_pos_stride = t.B.stride(2);
-  P.B_dstate_stride = t.B.stride(3);
-  P.C_batch_stride = t.C.stride(0);
-  P.C_group_stride = t.C.stride(1);
-  P.C_pos_stride = t.C.stride(2);
-  P.C_dstate_stride = t.C.stride(3);
-  P.D_dir_stride = t.D.defined() ? t.D.stride(0) : 0;
-  P.delta_bias_dir_stride = t.bias.defined() ? t.bias.stride(0) : 0;
+  fill_scan_inputs(P, t.u, t.delta, t.A, t.B, t.C, t.D, t.bias, p.K, p.h, p.w, p.GB, p.GC, /*bc_pos_dim=*/2,
+                   softplus, chunk);
 }
 
 template <typename In, typename Acc>

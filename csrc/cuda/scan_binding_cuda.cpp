@@ -14,6 +14,7 @@
 
 #include "cuda/scan_cuda.cuh"
 #include "scan_cuda_api.h"
+#include "scan_params_torch.h"
 
 namespace grainseg {
 namespace cuda_ops {
@@ -86,43 +87,10 @@ cuda::ScanDtype scan_dtype(at::ScalarType t) {
   return cuda::ScanDtype::kFloat32;  // not reached
 }
 
+// B and C stay (b, G, n, L) on the GPU.
 void fill_inputs(cuda::ScanCudaParams& P, const Problem& p, bool softplus) {
-  P.batch = p.batch();
-  P.dim = p.dim();
-  P.n_dirs = p.K;
-  P.height = p.h;
-  P.width = p.w;
-  P.seqlen = p.L();
-  P.dstate = p.n();
-  P.n_groups_B = p.GB;
-  P.n_groups_C = p.GC;
-  P.chunk = cuda::kCheckpointChunk;
-  P.n_chunks = (p.L() + P.chunk - 1) / P.chunk;
-  P.delta_softplus = softplus;
-  P.u = p.u.data_ptr();
-  P.delta = p.delta.data_ptr();
-  P.A = p.A.data_ptr();
-  P.B = p.B.data_ptr();
-  P.C = p.C.data_ptr();
-  P.D = p.D.defined() ? p.D.data_ptr() : nullptr;
-  P.delta_bias = p.bias.defined() ? p.bias.data_ptr() : nullptr;
-  P.u_batch_stride = p.u.stride(0);
-  P.u_dim_stride = p.u.stride(1);
-  P.delta_batch_stride = p.delta.stride(0);
-  P.delta_dir_stride = p.delta.stride(1);
-  P.delta_dim_stride = p.delta.stride(2);
-  P.A_dir_stride = p.A.stride(0);
-  P.A_dim_stride = p.A.stride(1);
-  P.B_batch_stride = p.B.stride(0);
-  P.B_group_stride = p.B.stride(1);
-  P.B_dstate_stride = p.B.stride(2);
-  P.B_pos_stride = p.B.stride(3);
-  P.C_batch_stride = p.C.stride(0);
-  P.C_group_stride = p.C.stride(1);
-  P.C_dstate_stride = p.C.stride(2);
-  P.C_pos_stride = p.C.stride(3);
-  P.D_dir_stride = p.D.defined() ? p.D.stride(0) : 0;
-  P.delta_bias_dir_stride = p.bias.defined() ? p.bias.stride(0) : 0;
+  fill_scan_inputs(P, p.u, p.delta, p.A, p.B, p.C, p.D, p.bias, p.K, p.h, p.w, p.GB, p.GC, /*bc_pos_dim=*/3,
+                   softplus, cuda::kCheckpointChunk);
 }
 
 void check_launch(const char* op, cudaError_t err) {
