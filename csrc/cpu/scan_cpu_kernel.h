@@ -30,6 +30,7 @@
 #include <omp.h>
 #endif
 
+#include "cpu/scan_avx512.h"
 #include "cpu/scan_math.h"
 #include "scan_params.h"
 
@@ -84,11 +85,15 @@ Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, index
   return l;
 }
 
-// Per-thread buffers for one chunk of steps.
+// Per-thread buffers for one chunk of steps: the gathered inputs (u, dt, dt u, softplus', dy), the
+// per-step sums over n the step cores produce (sum_a, sum_b), and the 16-wide rows the AVX-512 core
+// reduces into them.
 template <typename acc_t>
 struct ChunkBuffers {
-  std::vector<acc_t> u, dt, dtu, dsoftplus;
-  explicit ChunkBuffers(index_t chunk) : u(chunk), dt(chunk), dtu(chunk), dsoftplus(chunk) {}
+  std::vector<acc_t> u, dt, dtu, dsoftplus, g, sum_a, sum_b, rows_a, rows_b;
+  explicit ChunkBuffers(index_t chunk)
+      : u(chunk), dt(chunk), dtu(chunk), dsoftplus(chunk), g(chunk), sum_a(chunk), sum_b(chunk),
+        rows_a(chunk * 16), rows_b(chunk * 16) {}
 };
 
 // Gathers u and delta for steps [t0, t0 + len) of a lane and computes dt, dt * u and (backward) the
@@ -174,6 +179,141 @@ inline acc_t state_step(acc_t* __restrict x, const acc_t* __restrict a, const ac
   return sum_n<kN>(terms, N);
 }
 
+// ------------------------------------------------------------------------------------------ step cores
+//
+// A step core holds one lane's running state (x in the forward; dL/dx and dA in the backward) and runs
+// the steps of one chunk; lane_fwd / lane_bwd drive it chunk by chunk.  Interface:
+//   fwd_chunk(B, C, pos, len, cb)   steps t0..t0+len-1 (pos = the lane's order from t0); cb.sum_a[s] = <x_s, C_s>
+//   save_state(dst)                 copies x (the chunk's checkpoint)
+//   bwd_chunk(B, C, pos, len, x0, cb, xs, decay, dBp, dCp)
+//                                   recomputes the chunk's states from x0, walks it in reverse adding into
+//                                   dBp / dCp, and leaves dL/d(dt u) in cb.sum_a, dL/d(dt) in cb.sum_b
+//   add_dA(out)                     out += the lane's dA
+// GenericCore works for every type and n (omp simd loops; kN = 0 reads n at run time, state in `heap`).
+template <index_t kN, typename acc_t>
+struct GenericCore {
+  const index_t N;
+  const acc_t* __restrict a;
+  acc_t x_local[kN > 0 ? kN : 1], dx_local[kN > 0 ? kN : 1], dA_local[kN > 0 ? kN : 1];
+  acc_t *x, *dx, *dA;
+
+  GenericCore(const acc_t* A, index_t n, acc_t* heap)  // heap: 3 n values, used when kN == 0
+      : N(kN > 0 ? kN : n), a(A), x(kN > 0 ? x_local : heap), dx(kN > 0 ? dx_local : heap + n),
+        dA(kN > 0 ? dA_local : heap + 2 * n) {
+    std::fill(x, x + N, acc_t(0));
+    std::fill(dx, dx + N, acc_t(0));
+    std::fill(dA, dA + N, acc_t(0));
+  }
+
+  void fwd_chunk(const acc_t* B, const acc_t* C, const index_t* pos, index_t len, ChunkBuffers<acc_t>& cb) {
+    for (index_t s = 0; s < len; ++s) {
+      const index_t off = pos[s] * N;
+      cb.sum_a[s] = state_step<kN>(x, a, B + off, C + off, cb.dt[s], cb.dtu[s], N);
+    }
+  }
+
+  void save_state(acc_t* dst) const { std::copy(x, x + N, dst); }
+
+  void bwd_chunk(const acc_t* B, const acc_t* C, const index_t* pos, index_t len, const acc_t* x0,
+                 ChunkBuffers<acc_t>& cb, acc_t* xs, acc_t* decay, acc_t* dBp, acc_t* dCp) {
+    // Recompute the chunk's states and decays from the checkpoint before it.
+    for (index_t j = 0; j < len; ++j) {
+      const acc_t* __restrict xp = j > 0 ? xs + (j - 1) * N : x0;
+      acc_t* __restrict xj = xs + j * N;
+      acc_t* __restrict ej = decay + j * N;
+      const acc_t* __restrict Bt = B + pos[j] * N;
+      const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
+#pragma omp simd
+      for (index_t n = 0; n < N; ++n) {
+        ej[n] = scan_exp(dt * a[n]);
+        xj[n] = ej[n] * xp[n] + dtu * Bt[n];
+      }
+    }
+    // Reverse walk: dx holds dL/dx_t (carried to x_{t-1} through the decay).
+    for (index_t j = len - 1; j >= 0; --j) {
+      const index_t off = pos[j] * N;
+      const acc_t g = cb.g[j];
+      const acc_t* __restrict xp = j > 0 ? xs + (j - 1) * N : x0;
+      const acc_t* __restrict xj = xs + j * N;
+      const acc_t* __restrict ej = decay + j * N;
+      const acc_t* __restrict Bt = B + off;
+      const acc_t* __restrict Ct = C + off;
+      acc_t* __restrict dBt = dBp + off;
+      acc_t* __restrict dCt = dCp + off;
+      acc_t* __restrict dxr = dx;
+      acc_t* __restrict dAr = dA;
+      const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
+      acc_t t_dtu[kTermsSize<kN>], t_dt[kTermsSize<kN>];  // terms of dL/d(dt u) and dL/d(dt)
+#pragma omp simd
+      for (index_t n = 0; n < N; ++n) {
+        const acc_t dxn = dxr[n] + g * Ct[n];
+        dCt[n] += g * xj[n];
+        dBt[n] += dxn * dtu;
+        const acc_t dlog = dxn * xp[n] * ej[n];  // d / d(dt * a_n)
+        dAr[n] += dlog * dt;
+        dxr[n] = dxn * ej[n];
+        t_dtu[n] = dxn * Bt[n];
+        t_dt[n] = dlog * a[n];
+      }
+      cb.sum_a[j] = sum_n<kN>(t_dtu, N);
+      cb.sum_b[j] = sum_n<kN>(t_dt, N);
+    }
+  }
+
+  void add_dA(acc_t* out) const {
+    for (index_t n = 0; n < N; ++n) out[n] += dA[n];
+  }
+};
+
+#if defined(GRAINSEG_HAVE_AVX512)
+// The same core for fp32 and n = 16 m on AVX-512 (scan_avx512.h): state, dL/dx, dA and A in registers.
+template <index_t kN>
+struct Avx512Core {
+  static constexpr int M = static_cast<int>(kN / avx512::kWidth);
+  __m512 a[M], x[M], dx[M], dA[M];
+
+  Avx512Core(const float* A, index_t, float*) {
+    for (int i = 0; i < M; ++i) {
+      a[i] = _mm512_loadu_ps(A + i * avx512::kWidth);
+      x[i] = dx[i] = dA[i] = _mm512_setzero_ps();
+    }
+  }
+
+  void fwd_chunk(const float* B, const float* C, const index_t* pos, index_t len, ChunkBuffers<float>& cb) {
+    avx512::fwd_steps<M>(x, a, B, C, pos, cb.dt.data(), cb.dtu.data(), len, cb.rows_a.data());
+    avx512::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
+  }
+
+  void save_state(float* dst) const {
+    for (int i = 0; i < M; ++i) _mm512_storeu_ps(dst + i * avx512::kWidth, x[i]);
+  }
+
+  void bwd_chunk(const float* B, const float* C, const index_t* pos, index_t len, const float* x0,
+                 ChunkBuffers<float>& cb, float* xs, float* decay, float* dBp, float* dCp) {
+    avx512::recompute_steps<M>(a, x0, B, pos, cb.dt.data(), cb.dtu.data(), len, xs, decay);
+    avx512::reverse_steps<M>(dx, dA, a, x0, xs, decay, B, C, dBp, dCp, pos, cb.g.data(), cb.dt.data(),
+                             cb.dtu.data(), len, cb.rows_a.data(), cb.rows_b.data());
+    avx512::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
+    avx512::row_sums(cb.rows_b.data(), len, cb.sum_b.data());
+  }
+
+  void add_dA(float* out) const {
+    for (int i = 0; i < M; ++i) {
+      float* o = out + i * avx512::kWidth;
+      _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), dA[i]));
+    }
+  }
+};
+
+template <index_t kN, typename acc_t>
+constexpr bool kUseAvx512Core = std::is_same_v<acc_t, float> && kN > 0 && kN % avx512::kWidth == 0;
+template <index_t kN, typename acc_t>
+using StepCore = std::conditional_t<kUseAvx512Core<kN, acc_t>, Avx512Core<kN>, GenericCore<kN, acc_t>>;
+#else
+template <index_t kN, typename acc_t>
+using StepCore = GenericCore<kN, acc_t>;
+#endif
+
 // ---------------------------------------------------------------------------------------------- forward
 
 // Calls f(std::integral_constant<index_t, kN>) with kN = N for the state sizes compiled as constants
@@ -192,22 +332,18 @@ inline void with_fixed_dstate(index_t N, const F& f) {
 }
 
 // Forward of one lane: adds its outputs into ybuf (spatial layout) and writes its checkpoints.  kN > 0
-// fixes the state size at compile time; 0 reads it from P (state in xbuf).
+// fixes the state size at compile time; 0 reads it from P (state in heap, 3 n values).
 template <index_t kN, typename in_t, typename acc_t>
 void lane_fwd(const ScanParams& P, const Lane<in_t, acc_t>& l, acc_t* __restrict ybuf, ChunkBuffers<acc_t>& cb,
-              acc_t* xbuf) {
-  const index_t L = P.seqlen, T = P.chunk, N = kN > 0 ? kN : P.dstate;
-  acc_t x_local[kN > 0 ? kN : 1];
-  acc_t* __restrict x = kN > 0 ? x_local : xbuf;
-  std::fill(x, x + N, acc_t(0));
+              acc_t* heap) {
+  const index_t L = P.seqlen, T = P.chunk, N = P.dstate;
+  StepCore<kN, acc_t> core(l.A, N, heap);
   for (index_t c = 0, t0 = 0; t0 < L; ++c, t0 += T) {
     const index_t len = std::min(T, L - t0);
     load_chunk(l, t0, len, P.delta_softplus, false, cb);
-    for (index_t s = 0; s < len; ++s) {
-      const index_t p = l.pos[t0 + s];
-      ybuf[p] += state_step<kN>(x, l.A, l.B + p * N, l.C + p * N, cb.dt[s], cb.dtu[s], N) + l.D * cb.u[s];
-    }
-    std::copy(x, x + N, l.ckpt + c * N);
+    core.fwd_chunk(l.B, l.C, l.pos + t0, len, cb);
+    for (index_t s = 0; s < len; ++s) ybuf[l.pos[t0 + s]] += cb.sum_a[s] + l.D * cb.u[s];
+    core.save_state(l.ckpt + c * N);
   }
 }
 
@@ -218,7 +354,7 @@ void scan_fwd_cpu(const ScanParams& P) {
   const index_t tasks = P.batch * P.dim;
 #pragma omp parallel
   {
-    std::vector<acc_t> ybuf(L), x(P.dstate);
+    std::vector<acc_t> ybuf(L), heap(3 * P.dstate);
     ChunkBuffers<acc_t> cb(P.chunk);
 #pragma omp for schedule(dynamic, 1)
     for (index_t task = 0; task < tasks; ++task) {
@@ -227,7 +363,7 @@ void scan_fwd_cpu(const ScanParams& P) {
       for (index_t k = 0; k < P.n_dirs; ++k) {
         const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), b, k, d);
         with_fixed_dstate(P.dstate, [&](auto kN) {
-          lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, x.data());
+          lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, heap.data());
         });
       }
       in_t* y = static_cast<in_t*>(P.y) + b * P.y_batch_stride + d * P.y_dim_stride;
@@ -270,78 +406,40 @@ inline std::vector<ChannelBlock> channel_blocks(const ScanParams& P) {
 template <typename acc_t>
 struct BwdScratch {
   ChunkBuffers<acc_t> cb;
-  std::vector<acc_t> xs, decay, dx, dA, zero, du;
+  std::vector<acc_t> xs, decay, heap, zero, du;
   BwdScratch(index_t chunk, index_t N, index_t L)
-      : cb(chunk), xs(chunk * N), decay(chunk * N), dx(N), dA(N), zero(N, acc_t(0)), du(L) {}
+      : cb(chunk), xs(chunk * N), decay(chunk * N), heap(3 * N), zero(N, acc_t(0)), du(L) {}
 };
 
 // Backward of one lane: walks the chunks in reverse, recomputing each chunk's states from the checkpoint
-// before it (kN as in lane_fwd).  Adds into du (spatial, per thread), dBp / dCp (spatial (position, n) partials of the
-// block), and dA / dD / ddelta_bias of (k, d); writes ddelta.
+// before it (kN as in lane_fwd).  Adds into du (spatial, per thread), dBp / dCp (spatial (position, n)
+// partials of the block), and dA / dD / ddelta_bias of (k, d); writes ddelta.
 template <index_t kN, typename in_t, typename acc_t>
 void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, const in_t* dy, in_t* ddelta, acc_t* dBp,
               acc_t* dCp, acc_t* dA_out, acc_t& dD_out, acc_t& dbias_out, BwdScratch<acc_t>& s) {
-  const index_t L = P.seqlen, N = kN > 0 ? kN : P.dstate, T = P.chunk;
+  const index_t L = P.seqlen, N = P.dstate, T = P.chunk;
   ChunkBuffers<acc_t>& cb = s.cb;
-  acc_t dx_local[kN > 0 ? kN : 1], dA_local[kN > 0 ? kN : 1];
-  acc_t* __restrict dx = kN > 0 ? dx_local : s.dx.data();
-  acc_t* __restrict dA = kN > 0 ? dA_local : s.dA.data();
-  std::fill(dx, dx + N, acc_t(0));
-  std::fill(dA, dA + N, acc_t(0));
-  const acc_t* __restrict a = l.A;
+  StepCore<kN, acc_t> core(l.A, N, s.heap.data());
   acc_t dD = 0, dbias = 0;
   for (index_t c = P.n_chunks - 1; c >= 0; --c) {
     const index_t t0 = c * T, len = std::min(T, L - t0);
+    const index_t* pos = l.pos + t0;
     load_chunk(l, t0, len, P.delta_softplus, true, cb);
+    for (index_t j = 0; j < len; ++j) cb.g[j] = static_cast<acc_t>(dy[pos[j]]);
     const acc_t* x0 = c > 0 ? l.ckpt + (c - 1) * N : s.zero.data();
-    // Recompute the chunk's states and decays from the checkpoint before it.
-    for (index_t j = 0; j < len; ++j) {
-      const acc_t* __restrict xp = j > 0 ? &s.xs[(j - 1) * N] : x0;
-      acc_t* __restrict xj = &s.xs[j * N];
-      acc_t* __restrict ej = &s.decay[j * N];
-      const acc_t* __restrict Bt = l.B + l.pos[t0 + j] * N;
-      const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
-#pragma omp simd
-      for (index_t n = 0; n < N; ++n) {
-        ej[n] = scan_exp(dt * a[n]);
-        xj[n] = ej[n] * xp[n] + dtu * Bt[n];
-      }
-    }
-    // Reverse walk: dx holds dL/dx_t (carried to x_{t-1} through the decay).
+    core.bwd_chunk(l.B, l.C, pos, len, x0, cb, s.xs.data(), s.decay.data(), dBp, dCp);
     for (index_t j = len - 1; j >= 0; --j) {
-      const index_t p = l.pos[t0 + j];
-      const acc_t g = static_cast<acc_t>(dy[p]);
-      const acc_t* __restrict xp = j > 0 ? &s.xs[(j - 1) * N] : x0;
-      const acc_t* __restrict xj = &s.xs[j * N];
-      const acc_t* __restrict ej = &s.decay[j * N];
-      const acc_t* __restrict Bt = l.B + p * N;
-      const acc_t* __restrict Ct = l.C + p * N;
-      acc_t* __restrict dBt = dBp + p * N;
-      acc_t* __restrict dCt = dCp + p * N;
-      const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
-      acc_t t_dtu[kTermsSize<kN>], t_dt[kTermsSize<kN>];  // terms of dL/d(dt u) and dL/d(dt)
-#pragma omp simd
-      for (index_t n = 0; n < N; ++n) {
-        const acc_t dxn = dx[n] + g * Ct[n];
-        dCt[n] += g * xj[n];
-        dBt[n] += dxn * dtu;
-        const acc_t dlog = dxn * xp[n] * ej[n];  // d / d(dt * a_n)
-        dA[n] += dlog * dt;
-        dx[n] = dxn * ej[n];
-        t_dtu[n] = dxn * Bt[n];
-        t_dt[n] = dlog * a[n];
-      }
-      const acc_t d_dtu = sum_n<kN>(t_dtu, N), d_dt = sum_n<kN>(t_dt, N);
-      const acc_t uu = cb.u[j];
-      s.du[p] += d_dtu * dt + g * l.D;
+      const index_t p = pos[j];
+      const acc_t g = cb.g[j], d_dtu = cb.sum_a[j], uu = cb.u[j];
+      s.du[p] += d_dtu * cb.dt[j] + g * l.D;
       dD += g * uu;
-      acc_t dd = d_dt + d_dtu * uu;
+      acc_t dd = cb.sum_b[j] + d_dtu * uu;
       if (P.delta_softplus) dd *= cb.dsoftplus[j];
       ddelta[p] = static_cast<in_t>(dd);
       dbias += dd;
     }
   }
-  for (index_t n = 0; n < N; ++n) dA_out[n] += dA[n];
+  core.add_dA(dA_out);
   dD_out += dD;
   dbias_out += dbias;
 }

@@ -172,6 +172,29 @@ def test_checkpoint_chunk_does_not_change_results():
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("n", [16, 32, 48, 64])
+def test_fp32_state_sizes(n):
+    """fp32 at n = 16, 32, 64 (the register-resident AVX-512 core where the build has it) and 48 (the
+    generic loops); L = 99 is one full 64-step chunk and a 35-step tail."""
+    args = ss2d_inputs(2, 5, 9, 11, n, torch.float32)
+    check_against_reference(ss2d_scan, args, torch.float32, delta_softplus=True)
+
+
+def test_fp32_chunk_tails_agree():
+    """fp32, n = 16: chunks of 1, 5, 17 and 63 steps (every tail length of the per-step sums) agree
+    with the default 64 to rounding."""
+    C_ = ops.extension()
+    u, delta, A, B, C, D, bias = _detached(ss2d_inputs(1, 6, 9, 13, 16, torch.float32))
+    y64, ck64 = C_.ss2d_fwd(u, delta, A, B, C, D, bias, True, 64)
+    dy = torch.randn_like(y64)
+    g64 = C_.ss2d_bwd(dy, u, delta, A, B, C, D, bias, True, ck64, 64)
+    for chunk in (1, 5, 17, 63):
+        y, ck = C_.ss2d_fwd(u, delta, A, B, C, D, bias, True, chunk)
+        torch.testing.assert_close(y, y64, rtol=1e-5, atol=1e-5)
+        for a, b in zip(C_.ss2d_bwd(dy, u, delta, A, B, C, D, bias, True, ck, chunk), g64):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 def test_backward_is_deterministic_across_runs_and_threads():
     args = ss2d_inputs(2, 24, 12, 10, 8, torch.float32)
     before = torch.get_num_threads()

@@ -1,0 +1,145 @@
+// AVX-512 step kernels of the CPU scan for fp32 compute and state sizes n = 16 m (m = 1..4 registers).
+//
+// Why: at VM-UNet's n = 16 the scan is bound by vector instructions, not memory.  Against the generic
+// `omp simd` loops of scan_cpu_kernel.h these save instructions in three places:
+//   * exp: vscalefps builds 2^k (one instruction instead of convert / add / shift / multiply);
+//   * the per-step sums over n (<x, C> in the forward, two sums in the backward): each step stores its
+//     16-wide partial vector and the sums of 16 steps come out of one transpose-and-add tree
+//     (about 2 instructions per step instead of the ~8 of a horizontal reduction per step);
+//   * the state, its gradient and A stay in registers across the whole lane.
+// The arithmetic is the generic kernel's (same recurrences, same exp polynomial); only the order of the
+// n-sums differs.  Only compiled when the build targets AVX-512F (-march=native on such a CPU); other
+// builds use the generic loops.
+#pragma once
+
+#if defined(__AVX512F__)
+#define GRAINSEG_HAVE_AVX512 1
+#include <immintrin.h>
+
+#include "scan_params.h"
+
+namespace grainseg {
+namespace cpu {
+namespace avx512 {
+
+constexpr index_t kWidth = 16;  // floats per register
+
+// exp(x) with exp_f32's range reduction, polynomial and clamping (scan_math.h), 2^k by vscalefps.
+// max/min take the constant first so that a NaN x propagates.
+inline __m512 exp16(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-87.33654f), x);
+  x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
+  const __m512 k =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 e = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(e, k);
+}
+
+// out[i] = sum of row i, for `rows` rows of 16 floats stored contiguously (row i at v + 16 i).  Groups
+// of 16 rows go through a transpose-and-add tree: pairs within 128-bit lanes (unpack), quads (shuffle),
+// then across lanes (shuffle_f32x4), leaving row i's sum in element i.
+inline void row_sums(const float* v, index_t rows, float* out) {
+  const auto pair = [](__m512 a, __m512 b) { return _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b)); };
+  const auto quad = [](__m512 s01, __m512 s23) {
+    return _mm512_add_ps(_mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(s01, s23, _MM_SHUFFLE(3, 2, 3, 2)));
+  };
+  const auto lanes = [](__m512 a, __m512 b) {
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+  };
+  index_t i = 0;
+  for (; i + kWidth <= rows; i += kWidth) {
+    const float* r = v + i * kWidth;
+    __m512 t[4];
+    for (int g = 0; g < 4; ++g) {
+      const float* q = r + 4 * g * kWidth;
+      t[g] = quad(pair(_mm512_loadu_ps(q), _mm512_loadu_ps(q + kWidth)),
+                  pair(_mm512_loadu_ps(q + 2 * kWidth), _mm512_loadu_ps(q + 3 * kWidth)));
+    }
+    _mm512_storeu_ps(out + i, lanes(lanes(t[0], t[1]), lanes(t[2], t[3])));
+  }
+  for (; i < rows; ++i) out[i] = _mm512_reduce_add_ps(_mm512_loadu_ps(v + i * kWidth));
+}
+
+// Forward over `len` steps of one lane: x = exp(dt a) x + dt u B, and row s of `rows` gets the 16-wide
+// partial sums of x * C (row_sums turns them into <x, C>).  x (M registers) carries across calls.
+template <int M>
+inline void fwd_steps(__m512 (&x)[M], const __m512 (&a)[M], const float* B, const float* C, const index_t* pos,
+                      const float* dt, const float* dtu, index_t len, float* rows) {
+  for (index_t s = 0; s < len; ++s) {
+    const index_t off = pos[s] * (M * kWidth);
+    const __m512 vdt = _mm512_set1_ps(dt[s]), vdtu = _mm512_set1_ps(dtu[s]);
+    __m512 acc = _mm512_setzero_ps();
+    for (int i = 0; i < M; ++i) {
+      const __m512 e = exp16(_mm512_mul_ps(vdt, a[i]));
+      x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(B + off + i * kWidth)));
+      acc = _mm512_fmadd_ps(x[i], _mm512_loadu_ps(C + off + i * kWidth), acc);
+    }
+    _mm512_storeu_ps(rows + s * kWidth, acc);
+  }
+}
+
+// Backward recompute of one chunk: states xs[j] and decays decay[j] (rows of M * 16) from x0.
+template <int M>
+inline void recompute_steps(const __m512 (&a)[M], const float* x0, const float* B, const index_t* pos,
+                            const float* dt, const float* dtu, index_t len, float* xs, float* decay) {
+  constexpr index_t N = M * kWidth;
+  __m512 x[M];
+  for (int i = 0; i < M; ++i) x[i] = _mm512_loadu_ps(x0 + i * kWidth);
+  for (index_t j = 0; j < len; ++j) {
+    const float* Bt = B + pos[j] * N;
+    const __m512 vdt = _mm512_set1_ps(dt[j]), vdtu = _mm512_set1_ps(dtu[j]);
+    for (int i = 0; i < M; ++i) {
+      const __m512 e = exp16(_mm512_mul_ps(vdt, a[i]));
+      x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(Bt + i * kWidth)));
+      _mm512_storeu_ps(decay + j * N + i * kWidth, e);
+      _mm512_storeu_ps(xs + j * N + i * kWidth, x[i]);
+    }
+  }
+}
+
+// Backward reverse walk of one chunk (j = len-1 .. 0), the generic lane_bwd step in registers: carries
+// dx (dL/dx) and dA, accumulates dB / dC partials in place, and stores the 16-wide partial sums of
+// dL/d(dt u) and dL/d(dt) of step j as rows j of rows_dtu / rows_dt.
+template <int M>
+inline void reverse_steps(__m512 (&dx)[M], __m512 (&dA)[M], const __m512 (&a)[M], const float* x0, const float* xs,
+                          const float* decay, const float* B, const float* C, float* dBp, float* dCp,
+                          const index_t* pos, const float* g, const float* dt, const float* dtu, index_t len,
+                          float* rows_dtu, float* rows_dt) {
+  constexpr index_t N = M * kWidth;
+  for (index_t j = len - 1; j >= 0; --j) {
+    const index_t off = pos[j] * N;
+    const float* xp = j > 0 ? xs + (j - 1) * N : x0;
+    const __m512 vg = _mm512_set1_ps(g[j]), vdt = _mm512_set1_ps(dt[j]), vdtu = _mm512_set1_ps(dtu[j]);
+    __m512 acc_dtu = _mm512_setzero_ps(), acc_dt = _mm512_setzero_ps();
+    for (int i = 0; i < M; ++i) {
+      const index_t o = i * kWidth;
+      const __m512 e = _mm512_loadu_ps(decay + j * N + o);
+      const __m512 dxn = _mm512_fmadd_ps(vg, _mm512_loadu_ps(C + off + o), dx[i]);
+      _mm512_storeu_ps(dCp + off + o, _mm512_fmadd_ps(vg, _mm512_loadu_ps(xs + j * N + o), _mm512_loadu_ps(dCp + off + o)));
+      _mm512_storeu_ps(dBp + off + o, _mm512_fmadd_ps(dxn, vdtu, _mm512_loadu_ps(dBp + off + o)));
+      const __m512 dlog = _mm512_mul_ps(dxn, _mm512_mul_ps(_mm512_loadu_ps(xp + o), e));  // d / d(dt a_n)
+      dA[i] = _mm512_fmadd_ps(dlog, vdt, dA[i]);
+      dx[i] = _mm512_mul_ps(dxn, e);
+      acc_dtu = _mm512_fmadd_ps(dxn, _mm512_loadu_ps(B + off + o), acc_dtu);
+      acc_dt = _mm512_fmadd_ps(dlog, a[i], acc_dt);
+    }
+    _mm512_storeu_ps(rows_dtu + j * kWidth, acc_dtu);
+    _mm512_storeu_ps(rows_dt + j * kWidth, acc_dt);
+  }
+}
+
+}  // namespace avx512
+}  // namespace cpu
+}  // namespace grainseg
+
+#endif  // __AVX512F__
