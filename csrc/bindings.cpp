@@ -181,8 +181,8 @@ Problem selective_problem(const Tensor& u, const Tensor& delta, const Tensor& A,
   return p;
 }
 
-// Tensors converted for the CPU kernels: u / delta in one input type, the rest in the compute type with B
-// and C n-innermost (b, G, L, n).
+// Tensors converted for the CPU kernels: u / delta in one input type, the rest in the compute type.  B and
+// C stay (b, G, n, L) as given: the kernel relays them into its step rows itself (step_order_rows).
 struct CpuTensors {
   at::ScalarType in_type, acc_type;
   Tensor u, delta, A, B, C, D, bias;  // D / bias undefined when absent
@@ -197,16 +197,16 @@ CpuTensors prepare_cpu(const Problem& p) {
   t.u = p.u.to(t.in_type).contiguous();
   t.delta = p.delta.to(t.in_type).contiguous();
   t.A = p.A.to(t.acc_type).contiguous();
-  t.B = p.B.to(t.acc_type).transpose(2, 3).contiguous();
-  t.C = p.C.to(t.acc_type).transpose(2, 3).contiguous();
+  t.B = p.B.to(t.acc_type);
+  t.C = p.C.to(t.acc_type);
   if (p.D) t.D = p.D->to(t.acc_type).contiguous();
   if (p.bias) t.bias = p.bias->to(t.acc_type).contiguous();
   return t;
 }
 
-// B and C are (b, G, L, n) here: the n-innermost copies made by cpu_tensors.
+// B and C are (b, G, n, L) here, any strides.
 void fill_params(ScanParams& P, const Problem& p, const CpuTensors& t, bool softplus, int64_t chunk) {
-  fill_scan_inputs(P, t.u, t.delta, t.A, t.B, t.C, t.D, t.bias, p.K, p.h, p.w, p.GB, p.GC, /*bc_pos_dim=*/2,
+  fill_scan_inputs(P, t.u, t.delta, t.A, t.B, t.C, t.D, t.bias, p.K, p.h, p.w, p.GB, p.GC, /*bc_pos_dim=*/3,
                    softplus, chunk);
 }
 
@@ -275,8 +275,8 @@ std::vector<Tensor> backward_cpu(const Problem& p, const Tensor& dy, bool softpl
   Tensor du = at::empty({b, c, L}, opts.dtype(t.in_type));
   Tensor ddelta = at::empty({b, K, c, L}, opts.dtype(t.in_type));
   Tensor dA = at::empty({K, c, n}, opts.dtype(t.acc_type));
-  Tensor dB = at::empty({b, K * p.GB, L, n}, opts.dtype(t.acc_type));
-  Tensor dC = at::empty({b, K * p.GC, L, n}, opts.dtype(t.acc_type));
+  Tensor dB = at::empty({b, K * p.GB, n, L}, opts.dtype(t.acc_type));
+  Tensor dC = at::empty({b, K * p.GC, n, L}, opts.dtype(t.acc_type));
   Tensor dD = at::empty({K, c}, opts.dtype(t.acc_type));
   Tensor dbias = at::empty({K, c}, opts.dtype(t.acc_type));
   ScanBwdParams P;
@@ -299,12 +299,12 @@ std::vector<Tensor> backward_cpu(const Problem& p, const Tensor& dy, bool softpl
   P.ddelta_dim_stride = ddelta.stride(2);
   P.dB_batch_stride = dB.stride(0);
   P.dB_group_stride = dB.stride(1);
-  P.dB_pos_stride = dB.stride(2);
-  P.dB_dstate_stride = dB.stride(3);
+  P.dB_dstate_stride = dB.stride(2);
+  P.dB_pos_stride = dB.stride(3);
   P.dC_batch_stride = dC.stride(0);
   P.dC_group_stride = dC.stride(1);
-  P.dC_pos_stride = dC.stride(2);
-  P.dC_dstate_stride = dC.stride(3);
+  P.dC_dstate_stride = dC.stride(2);
+  P.dC_pos_stride = dC.stride(3);
   dispatch(t.in_type, [&](auto types) {
     using T = decltype(types);
     cpu::scan_bwd_cpu<typename T::in_t, typename T::acc_t>(P);
@@ -315,8 +315,8 @@ std::vector<Tensor> backward_cpu(const Problem& p, const Tensor& dy, bool softpl
   return {du.to(p.u.scalar_type()),
           ddelta.to(p.delta.scalar_type()),
           dA.to(p.A.scalar_type()),
-          dB.transpose(2, 3).to(p.B.scalar_type()).contiguous(),
-          dC.transpose(2, 3).to(p.C.scalar_type()).contiguous(),
+          dB.to(p.B.scalar_type()),
+          dC.to(p.C.scalar_type()),
           as(dD, p.D),
           as(dbias, p.bias)};
 }

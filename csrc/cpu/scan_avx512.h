@@ -70,19 +70,20 @@ inline void row_sums(const float* v, index_t rows, float* out) {
   for (; i < rows; ++i) out[i] = _mm512_reduce_add_ps(_mm512_loadu_ps(v + i * kWidth));
 }
 
-// Forward over `len` steps of one lane: x = exp(dt a) x + dt u B, and row s of `rows` gets the 16-wide
-// partial sums of x * C (row_sums turns them into <x, C>).  x (M registers) carries across calls.
+// Forward over `len` steps of one lane on step rows (B, C: row s = step s, M * 16 values):
+// x = exp(dt a) x + dt u B, and row s of `rows` gets the 16-wide partial sums of x * C (row_sums turns
+// them into <x, C>).  x (M registers) carries across calls.
 template <int M>
-inline void fwd_steps(__m512 (&x)[M], const __m512 (&a)[M], const float* B, const float* C, const index_t* pos,
-                      const float* dt, const float* dtu, index_t len, float* rows) {
+inline void fwd_steps(__m512 (&x)[M], const __m512 (&a)[M], const float* B, const float* C, const float* dt,
+                      const float* dtu, index_t len, float* rows) {
+  constexpr index_t N = M * kWidth;
   for (index_t s = 0; s < len; ++s) {
-    const index_t off = pos[s] * (M * kWidth);
     const __m512 vdt = _mm512_set1_ps(dt[s]), vdtu = _mm512_set1_ps(dtu[s]);
     __m512 acc = _mm512_setzero_ps();
     for (int i = 0; i < M; ++i) {
       const __m512 e = exp16(_mm512_mul_ps(vdt, a[i]));
-      x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(B + off + i * kWidth)));
-      acc = _mm512_fmadd_ps(x[i], _mm512_loadu_ps(C + off + i * kWidth), acc);
+      x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(B + s * N + i * kWidth)));
+      acc = _mm512_fmadd_ps(x[i], _mm512_loadu_ps(C + s * N + i * kWidth), acc);
     }
     _mm512_storeu_ps(rows + s * kWidth, acc);
   }
@@ -90,47 +91,45 @@ inline void fwd_steps(__m512 (&x)[M], const __m512 (&a)[M], const float* B, cons
 
 // Backward recompute of one chunk: states xs[j] and decays decay[j] (rows of M * 16) from x0.
 template <int M>
-inline void recompute_steps(const __m512 (&a)[M], const float* x0, const float* B, const index_t* pos,
-                            const float* dt, const float* dtu, index_t len, float* xs, float* decay) {
+inline void recompute_steps(const __m512 (&a)[M], const float* x0, const float* B, const float* dt, const float* dtu,
+                            index_t len, float* xs, float* decay) {
   constexpr index_t N = M * kWidth;
   __m512 x[M];
   for (int i = 0; i < M; ++i) x[i] = _mm512_loadu_ps(x0 + i * kWidth);
   for (index_t j = 0; j < len; ++j) {
-    const float* Bt = B + pos[j] * N;
     const __m512 vdt = _mm512_set1_ps(dt[j]), vdtu = _mm512_set1_ps(dtu[j]);
     for (int i = 0; i < M; ++i) {
+      const index_t o = j * N + i * kWidth;
       const __m512 e = exp16(_mm512_mul_ps(vdt, a[i]));
-      x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(Bt + i * kWidth)));
-      _mm512_storeu_ps(decay + j * N + i * kWidth, e);
-      _mm512_storeu_ps(xs + j * N + i * kWidth, x[i]);
+      x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(B + o)));
+      _mm512_storeu_ps(decay + o, e);
+      _mm512_storeu_ps(xs + o, x[i]);
     }
   }
 }
 
 // Backward reverse walk of one chunk (j = len-1 .. 0), the generic lane_bwd step in registers: carries
-// dx (dL/dx) and dA, accumulates dB / dC partials in place, and stores the 16-wide partial sums of
+// dx (dL/dx) and dA, accumulates into the dB / dC step rows, and stores the 16-wide partial sums of
 // dL/d(dt u) and dL/d(dt) of step j as rows j of rows_dtu / rows_dt.
 template <int M>
 inline void reverse_steps(__m512 (&dx)[M], __m512 (&dA)[M], const __m512 (&a)[M], const float* x0, const float* xs,
-                          const float* decay, const float* B, const float* C, float* dBp, float* dCp,
-                          const index_t* pos, const float* g, const float* dt, const float* dtu, index_t len,
-                          float* rows_dtu, float* rows_dt) {
+                          const float* decay, const float* B, const float* C, float* dB, float* dC, const float* g,
+                          const float* dt, const float* dtu, index_t len, float* rows_dtu, float* rows_dt) {
   constexpr index_t N = M * kWidth;
   for (index_t j = len - 1; j >= 0; --j) {
-    const index_t off = pos[j] * N;
     const float* xp = j > 0 ? xs + (j - 1) * N : x0;
     const __m512 vg = _mm512_set1_ps(g[j]), vdt = _mm512_set1_ps(dt[j]), vdtu = _mm512_set1_ps(dtu[j]);
     __m512 acc_dtu = _mm512_setzero_ps(), acc_dt = _mm512_setzero_ps();
     for (int i = 0; i < M; ++i) {
-      const index_t o = i * kWidth;
-      const __m512 e = _mm512_loadu_ps(decay + j * N + o);
-      const __m512 dxn = _mm512_fmadd_ps(vg, _mm512_loadu_ps(C + off + o), dx[i]);
-      _mm512_storeu_ps(dCp + off + o, _mm512_fmadd_ps(vg, _mm512_loadu_ps(xs + j * N + o), _mm512_loadu_ps(dCp + off + o)));
-      _mm512_storeu_ps(dBp + off + o, _mm512_fmadd_ps(dxn, vdtu, _mm512_loadu_ps(dBp + off + o)));
-      const __m512 dlog = _mm512_mul_ps(dxn, _mm512_mul_ps(_mm512_loadu_ps(xp + o), e));  // d / d(dt a_n)
+      const index_t o = j * N + i * kWidth;
+      const __m512 e = _mm512_loadu_ps(decay + o);
+      const __m512 dxn = _mm512_fmadd_ps(vg, _mm512_loadu_ps(C + o), dx[i]);
+      _mm512_storeu_ps(dC + o, _mm512_fmadd_ps(vg, _mm512_loadu_ps(xs + o), _mm512_loadu_ps(dC + o)));
+      _mm512_storeu_ps(dB + o, _mm512_fmadd_ps(dxn, vdtu, _mm512_loadu_ps(dB + o)));
+      const __m512 dlog = _mm512_mul_ps(dxn, _mm512_mul_ps(_mm512_loadu_ps(xp + i * kWidth), e));  // d / d(dt a_n)
       dA[i] = _mm512_fmadd_ps(dlog, vdt, dA[i]);
       dx[i] = _mm512_mul_ps(dxn, e);
-      acc_dtu = _mm512_fmadd_ps(dxn, _mm512_loadu_ps(B + off + o), acc_dtu);
+      acc_dtu = _mm512_fmadd_ps(dxn, _mm512_loadu_ps(B + o), acc_dtu);
       acc_dt = _mm512_fmadd_ps(dlog, a[i], acc_dt);
     }
     _mm512_storeu_ps(rows_dtu + j * kWidth, acc_dtu);

@@ -3,12 +3,20 @@
 // A "lane" is one (batch b, direction k, channel d) sequence: selective_scan has one direction with the
 // identity order, ss2d_scan four directions whose orders index the spatial grid (scan_params.h).  The
 // kernels read u and delta in place through the order, one chunk of steps at a time, into small
-// per-thread buffers (never whole reordered copies), and SIMD-vectorise over the state dim n (compiled
-// as a constant for n in {4, 8, 16, 32, 64}, see with_fixed_dstate).
+// per-thread buffers (never whole reordered copies of u or delta), and SIMD-vectorise over the state
+// dim n (compiled as a constant for n in {4, 8, 16, 32, 64}, see with_fixed_dstate).
 //
-// CPU layout requirements on top of scan_params.h (the binding provides them): A, B, C, dB, dC have the
-// state dim n innermost (B_dstate_stride == 1), and B, C, A, D, delta_bias, dA, dB, dC, dD, ddelta_bias
-// are in the compute type acc_t.  u, delta, y, dy, du, ddelta are in the input type in_t.
+// B and C (per batch and direction, c / n times smaller than delta) are relaid once per call into
+// "step rows": (batch, direction x group, step, n), each direction's steps in its own order
+// (step_order_rows).  This is the one copy every call needs anyway to put n innermost for the SIMD
+// loops; in step order it also makes every per-step access of the cores (B, C, and the backward's dB /
+// dC partials) the next row in memory.  In spatial order the column-major directions would jump a grid
+// row per step (4 KiB at 64 x 64, n = 16): a new page per access, which the hardware prefetchers do not
+// follow, and for the dB / dC read-modify-writes the same address bits modulo 4 KiB as the previous
+// step's store, which stalls every load on the store before it.
+//
+// Types: B, C, A, D, delta_bias, dA, dB, dC, dD, ddelta_bias in the compute type acc_t; u, delta, y, dy,
+// du, ddelta in the input type in_t (the binding converts).  B, C, dB, dC may have any strides.
 //
 // Parallelism and determinism:
 //   forward:  OpenMP over (batch, channel); each task loops over the directions and owns y[b, d, :].
@@ -20,6 +28,7 @@
 #pragma once
 
 #include <algorithm>
+#include <new>
 #include <type_traits>
 #include <vector>
 
@@ -45,6 +54,24 @@ inline int max_threads() {
 #endif
 }
 
+// 64-byte aligned storage for the kernels' buffers: a state row of n = 16 floats is then exactly one
+// cache line (glibc's malloc aligns to 16 bytes, which splits every such row over two lines).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const { return false; }
+};
+template <typename T>
+using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
+
 // Step -> position tables of every direction, (n_dirs, seqlen).
 inline std::vector<index_t> direction_positions(const ScanParams& P) {
   std::vector<index_t> pos(static_cast<size_t>(P.n_dirs * P.seqlen));
@@ -54,13 +81,40 @@ inline std::vector<index_t> direction_positions(const ScanParams& P) {
   return pos;
 }
 
+// Steps per tile of the relayout loops (step_order_rows, the dB / dC reduction).
+constexpr index_t kRelayoutTile = 64;
+
+// B or C as step rows: out[(b * KG + kg) * L * n + t * n + i] = src[b, kg, i, order_k(t)] for the
+// KG = n_dirs * groups (direction, group) pairs, k = kg / groups; src has strides (batch, kg, n, position).
+template <typename acc_t>
+AlignedVector<acc_t> step_order_rows(const ScanParams& P, const index_t* positions, const void* src, index_t groups,
+                                     index_t batch_stride, index_t group_stride, index_t dstate_stride,
+                                     index_t pos_stride) {
+  const index_t L = P.seqlen, N = P.dstate, KG = P.n_dirs * groups;
+  const index_t tiles = (L + kRelayoutTile - 1) / kRelayoutTile;
+  AlignedVector<acc_t> out(static_cast<size_t>(P.batch * KG * L * N));
+  const acc_t* s0 = static_cast<const acc_t*>(src);
+#pragma omp parallel for collapse(2) schedule(static)
+  for (index_t bg = 0; bg < P.batch * KG; ++bg) {
+    for (index_t tile = 0; tile < tiles; ++tile) {
+      const index_t b = bg / KG, kg = bg % KG, t0 = tile * kRelayoutTile, t1 = std::min(L, t0 + kRelayoutTile);
+      const index_t* order = positions + (kg / groups) * L;
+      const acc_t* s = s0 + b * batch_stride + kg * group_stride;
+      acc_t* o = out.data() + bg * L * N;
+      for (index_t i = 0; i < N; ++i)
+        for (index_t t = t0; t < t1; ++t) o[t * N + i] = s[i * dstate_stride + order[t] * pos_stride];
+    }
+  }
+  return out;
+}
+
 // Pointers and constants of one (b, k, d) sequence.
 template <typename in_t, typename acc_t>
 struct Lane {
   const in_t* u;      // u[b, d, :], spatial layout
   const in_t* delta;  // delta[b, k, d, :]
   const acc_t* A;     // A[k, d, :]
-  const acc_t* B;     // B[b, group, :, :] as (position, n)
+  const acc_t* B;     // step rows of B[b, group] (step_order_rows): row t is step t's n values
   const acc_t* C;
   acc_t D, bias;
   acc_t* ckpt;          // ckpt[b, k, d, :, :]
@@ -68,7 +122,8 @@ struct Lane {
 };
 
 template <typename in_t, typename acc_t>
-Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, index_t b, index_t k, index_t d) {
+Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, const acc_t* B_rows, const acc_t* C_rows,
+                            index_t b, index_t k, index_t d) {
   const index_t gB = k * P.n_groups_B + d / (P.dim / P.n_groups_B);
   const index_t gC = k * P.n_groups_C + d / (P.dim / P.n_groups_C);
   Lane<in_t, acc_t> l;
@@ -76,8 +131,8 @@ Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, index
   l.delta = static_cast<const in_t*>(P.delta) + b * P.delta_batch_stride + k * P.delta_dir_stride +
             d * P.delta_dim_stride;
   l.A = static_cast<const acc_t*>(P.A) + k * P.A_dir_stride + d * P.A_dim_stride;
-  l.B = static_cast<const acc_t*>(P.B) + b * P.B_batch_stride + gB * P.B_group_stride;
-  l.C = static_cast<const acc_t*>(P.C) + b * P.C_batch_stride + gC * P.C_group_stride;
+  l.B = B_rows + (b * P.n_dirs * P.n_groups_B + gB) * P.seqlen * P.dstate;
+  l.C = C_rows + (b * P.n_dirs * P.n_groups_C + gC) * P.seqlen * P.dstate;
   l.D = P.D ? static_cast<const acc_t*>(P.D)[k * P.D_dir_stride + d] : acc_t(0);
   l.bias = P.delta_bias ? static_cast<const acc_t*>(P.delta_bias)[k * P.delta_bias_dir_stride + d] : acc_t(0);
   l.ckpt = static_cast<acc_t*>(P.ckpt) + ((b * P.n_dirs + k) * P.dim + d) * P.n_chunks * P.dstate;
@@ -90,7 +145,7 @@ Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, index
 // reduces into them.
 template <typename acc_t>
 struct ChunkBuffers {
-  std::vector<acc_t> u, dt, dtu, dsoftplus, g, sum_a, sum_b, rows_a, rows_b;
+  AlignedVector<acc_t> u, dt, dtu, dsoftplus, g, sum_a, sum_b, rows_a, rows_b;
   explicit ChunkBuffers(index_t chunk)
       : u(chunk), dt(chunk), dtu(chunk), dsoftplus(chunk), g(chunk), sum_a(chunk), sum_b(chunk),
         rows_a(chunk * 16), rows_b(chunk * 16) {}
@@ -104,11 +159,14 @@ void load_chunk(const Lane<in_t, acc_t>& l, index_t t0, index_t len, bool softpl
   acc_t* __restrict uu = cb.u.data();
   acc_t* __restrict dt = cb.dt.data();
   acc_t* __restrict dtu = cb.dtu.data();
-  const index_t* pos = l.pos + t0;
+  const in_t* __restrict u = l.u;
+  const in_t* __restrict delta = l.delta;
+  const acc_t bias = l.bias;
+  const index_t* __restrict pos = l.pos + t0;
   for (index_t s = 0; s < len; ++s) {
     const index_t p = pos[s];
-    uu[s] = static_cast<acc_t>(l.u[p]);
-    dt[s] = static_cast<acc_t>(l.delta[p]) + l.bias;
+    uu[s] = static_cast<acc_t>(u[p]);
+    dt[s] = static_cast<acc_t>(delta[p]) + bias;
   }
   if (softplus_on) {
     if (want_grad) {
@@ -182,12 +240,13 @@ inline acc_t state_step(acc_t* __restrict x, const acc_t* __restrict a, const ac
 // ------------------------------------------------------------------------------------------ step cores
 //
 // A step core holds one lane's running state (x in the forward; dL/dx and dA in the backward) and runs
-// the steps of one chunk; lane_fwd / lane_bwd drive it chunk by chunk.  Interface:
-//   fwd_chunk(B, C, pos, len, cb)   steps t0..t0+len-1 (pos = the lane's order from t0); cb.sum_a[s] = <x_s, C_s>
+// the steps of one chunk on step rows (row j = the chunk's step j, n values); lane_fwd / lane_bwd drive
+// it chunk by chunk.  Interface:
+//   fwd_chunk(B, C, len, cb)        x_j = exp(dt_j a) x_{j-1} + dt_j u_j B_j; cb.sum_a[j] = <x_j, C_j>
 //   save_state(dst)                 copies x (the chunk's checkpoint)
-//   bwd_chunk(B, C, pos, len, x0, cb, xs, decay, dBp, dCp)
+//   bwd_chunk(B, C, len, x0, cb, xs, decay, dB, dC)
 //                                   recomputes the chunk's states from x0, walks it in reverse adding into
-//                                   dBp / dCp, and leaves dL/d(dt u) in cb.sum_a, dL/d(dt) in cb.sum_b
+//                                   the dB / dC rows, and leaves dL/d(dt u) in cb.sum_a, dL/d(dt) in cb.sum_b
 //   add_dA(out)                     out += the lane's dA
 // GenericCore works for every type and n (omp simd loops; kN = 0 reads n at run time, state in `heap`).
 template <index_t kN, typename acc_t>
@@ -205,23 +264,21 @@ struct GenericCore {
     std::fill(dA, dA + N, acc_t(0));
   }
 
-  void fwd_chunk(const acc_t* B, const acc_t* C, const index_t* pos, index_t len, ChunkBuffers<acc_t>& cb) {
-    for (index_t s = 0; s < len; ++s) {
-      const index_t off = pos[s] * N;
-      cb.sum_a[s] = state_step<kN>(x, a, B + off, C + off, cb.dt[s], cb.dtu[s], N);
-    }
+  void fwd_chunk(const acc_t* B, const acc_t* C, index_t len, ChunkBuffers<acc_t>& cb) {
+    for (index_t s = 0; s < len; ++s)
+      cb.sum_a[s] = state_step<kN>(x, a, B + s * N, C + s * N, cb.dt[s], cb.dtu[s], N);
   }
 
   void save_state(acc_t* dst) const { std::copy(x, x + N, dst); }
 
-  void bwd_chunk(const acc_t* B, const acc_t* C, const index_t* pos, index_t len, const acc_t* x0,
-                 ChunkBuffers<acc_t>& cb, acc_t* xs, acc_t* decay, acc_t* dBp, acc_t* dCp) {
+  void bwd_chunk(const acc_t* B, const acc_t* C, index_t len, const acc_t* x0, ChunkBuffers<acc_t>& cb, acc_t* xs,
+                 acc_t* decay, acc_t* dB, acc_t* dC) {
     // Recompute the chunk's states and decays from the checkpoint before it.
     for (index_t j = 0; j < len; ++j) {
       const acc_t* __restrict xp = j > 0 ? xs + (j - 1) * N : x0;
       acc_t* __restrict xj = xs + j * N;
       acc_t* __restrict ej = decay + j * N;
-      const acc_t* __restrict Bt = B + pos[j] * N;
+      const acc_t* __restrict Bt = B + j * N;
       const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
 #pragma omp simd
       for (index_t n = 0; n < N; ++n) {
@@ -231,15 +288,14 @@ struct GenericCore {
     }
     // Reverse walk: dx holds dL/dx_t (carried to x_{t-1} through the decay).
     for (index_t j = len - 1; j >= 0; --j) {
-      const index_t off = pos[j] * N;
       const acc_t g = cb.g[j];
       const acc_t* __restrict xp = j > 0 ? xs + (j - 1) * N : x0;
       const acc_t* __restrict xj = xs + j * N;
       const acc_t* __restrict ej = decay + j * N;
-      const acc_t* __restrict Bt = B + off;
-      const acc_t* __restrict Ct = C + off;
-      acc_t* __restrict dBt = dBp + off;
-      acc_t* __restrict dCt = dCp + off;
+      const acc_t* __restrict Bt = B + j * N;
+      const acc_t* __restrict Ct = C + j * N;
+      acc_t* __restrict dBt = dB + j * N;
+      acc_t* __restrict dCt = dC + j * N;
       acc_t* __restrict dxr = dx;
       acc_t* __restrict dAr = dA;
       const acc_t dt = cb.dt[j], dtu = cb.dtu[j];
@@ -279,8 +335,8 @@ struct Avx512Core {
     }
   }
 
-  void fwd_chunk(const float* B, const float* C, const index_t* pos, index_t len, ChunkBuffers<float>& cb) {
-    avx512::fwd_steps<M>(x, a, B, C, pos, cb.dt.data(), cb.dtu.data(), len, cb.rows_a.data());
+  void fwd_chunk(const float* B, const float* C, index_t len, ChunkBuffers<float>& cb) {
+    avx512::fwd_steps<M>(x, a, B, C, cb.dt.data(), cb.dtu.data(), len, cb.rows_a.data());
     avx512::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
   }
 
@@ -288,11 +344,11 @@ struct Avx512Core {
     for (int i = 0; i < M; ++i) _mm512_storeu_ps(dst + i * avx512::kWidth, x[i]);
   }
 
-  void bwd_chunk(const float* B, const float* C, const index_t* pos, index_t len, const float* x0,
-                 ChunkBuffers<float>& cb, float* xs, float* decay, float* dBp, float* dCp) {
-    avx512::recompute_steps<M>(a, x0, B, pos, cb.dt.data(), cb.dtu.data(), len, xs, decay);
-    avx512::reverse_steps<M>(dx, dA, a, x0, xs, decay, B, C, dBp, dCp, pos, cb.g.data(), cb.dt.data(),
-                             cb.dtu.data(), len, cb.rows_a.data(), cb.rows_b.data());
+  void bwd_chunk(const float* B, const float* C, index_t len, const float* x0, ChunkBuffers<float>& cb, float* xs,
+                 float* decay, float* dB, float* dC) {
+    avx512::recompute_steps<M>(a, x0, B, cb.dt.data(), cb.dtu.data(), len, xs, decay);
+    avx512::reverse_steps<M>(dx, dA, a, x0, xs, decay, B, C, dB, dC, cb.g.data(), cb.dt.data(), cb.dtu.data(), len,
+                             cb.rows_a.data(), cb.rows_b.data());
     avx512::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
     avx512::row_sums(cb.rows_b.data(), len, cb.sum_b.data());
   }
@@ -341,7 +397,7 @@ void lane_fwd(const ScanParams& P, const Lane<in_t, acc_t>& l, acc_t* __restrict
   for (index_t c = 0, t0 = 0; t0 < L; ++c, t0 += T) {
     const index_t len = std::min(T, L - t0);
     load_chunk(l, t0, len, P.delta_softplus, false, cb);
-    core.fwd_chunk(l.B, l.C, l.pos + t0, len, cb);
+    core.fwd_chunk(l.B + t0 * N, l.C + t0 * N, len, cb);
     for (index_t s = 0; s < len; ++s) ybuf[l.pos[t0 + s]] += cb.sum_a[s] + l.D * cb.u[s];
     core.save_state(l.ckpt + c * N);
   }
@@ -351,17 +407,22 @@ template <typename in_t, typename acc_t>
 void scan_fwd_cpu(const ScanParams& P) {
   const index_t L = P.seqlen;
   const std::vector<index_t> positions = direction_positions(P);
+  const AlignedVector<acc_t> B_rows = step_order_rows<acc_t>(P, positions.data(), P.B, P.n_groups_B, P.B_batch_stride,
+                                                             P.B_group_stride, P.B_dstate_stride, P.B_pos_stride);
+  const AlignedVector<acc_t> C_rows = step_order_rows<acc_t>(P, positions.data(), P.C, P.n_groups_C, P.C_batch_stride,
+                                                             P.C_group_stride, P.C_dstate_stride, P.C_pos_stride);
   const index_t tasks = P.batch * P.dim;
 #pragma omp parallel
   {
-    std::vector<acc_t> ybuf(L), heap(3 * P.dstate);
+    AlignedVector<acc_t> ybuf(L), heap(3 * P.dstate);
     ChunkBuffers<acc_t> cb(P.chunk);
 #pragma omp for schedule(dynamic, 1)
     for (index_t task = 0; task < tasks; ++task) {
       const index_t b = task / P.dim, d = task % P.dim;
       std::fill(ybuf.begin(), ybuf.end(), acc_t(0));
       for (index_t k = 0; k < P.n_dirs; ++k) {
-        const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), b, k, d);
+        const Lane<in_t, acc_t> l =
+            make_lane<in_t, acc_t>(P, positions.data(), B_rows.data(), C_rows.data(), b, k, d);
         with_fixed_dstate(P.dstate, [&](auto kN) {
           lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, heap.data());
         });
@@ -406,7 +467,7 @@ inline std::vector<ChannelBlock> channel_blocks(const ScanParams& P) {
 template <typename acc_t>
 struct BwdScratch {
   ChunkBuffers<acc_t> cb;
-  std::vector<acc_t> xs, decay, heap, zero, du;
+  AlignedVector<acc_t> xs, decay, heap, zero, du;
   BwdScratch(index_t chunk, index_t N, index_t L)
       : cb(chunk), xs(chunk * N), decay(chunk * N), heap(3 * N), zero(N, acc_t(0)), du(L) {}
 };
@@ -427,7 +488,7 @@ void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, const in_t* dy
     load_chunk(l, t0, len, P.delta_softplus, true, cb);
     for (index_t j = 0; j < len; ++j) cb.g[j] = static_cast<acc_t>(dy[pos[j]]);
     const acc_t* x0 = c > 0 ? l.ckpt + (c - 1) * N : s.zero.data();
-    core.bwd_chunk(l.B, l.C, pos, len, x0, cb, s.xs.data(), s.decay.data(), dBp, dCp);
+    core.bwd_chunk(l.B + t0 * N, l.C + t0 * N, len, x0, cb, s.xs.data(), s.decay.data(), dBp + t0 * N, dCp + t0 * N);
     for (index_t j = len - 1; j >= 0; --j) {
       const index_t p = pos[j];
       const acc_t g = cb.g[j], d_dtu = cb.sum_a[j], uu = cb.u[j];
@@ -444,30 +505,44 @@ void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, const in_t* dy
   dbias_out += dbias;
 }
 
-// Sums the blocks' partials of one group into out (position, n) in block order.
+// Sums the blocks' dB or dC partials of one (direction, group) in block order for steps [t0, t1) and
+// writes the sums to their positions in out (strides over n and positions).
 template <typename acc_t>
-void reduce_partials(const std::vector<const acc_t*>& parts, acc_t* out, index_t p0, index_t p1, index_t N) {
-  std::fill(out + p0 * N, out + p1 * N, acc_t(0));
-  for (const acc_t* part : parts)
-    for (index_t i = p0 * N; i < p1 * N; ++i) out[i] += part[i];
+void reduce_partials(const std::vector<const acc_t*>& parts, const index_t* order, acc_t* out, index_t dstate_stride,
+                     index_t pos_stride, index_t t0, index_t t1, index_t N) {
+  acc_t sum[kMaxDState];
+  for (index_t t = t0; t < t1; ++t) {
+    std::copy(parts[0] + t * N, parts[0] + (t + 1) * N, sum);
+    for (size_t q = 1; q < parts.size(); ++q) {
+      const acc_t* __restrict r = parts[q] + t * N;
+#pragma omp simd
+      for (index_t i = 0; i < N; ++i) sum[i] += r[i];
+    }
+    acc_t* o = out + order[t] * pos_stride;
+    for (index_t i = 0; i < N; ++i) o[i * dstate_stride] = sum[i];
+  }
 }
 
 template <typename in_t, typename acc_t>
 void scan_bwd_cpu(const ScanBwdParams& P) {
   const index_t L = P.seqlen, N = P.dstate, K = P.n_dirs;
   const std::vector<index_t> positions = direction_positions(P);
+  const AlignedVector<acc_t> B_rows = step_order_rows<acc_t>(P, positions.data(), P.B, P.n_groups_B, P.B_batch_stride,
+                                                             P.B_group_stride, P.B_dstate_stride, P.B_pos_stride);
+  const AlignedVector<acc_t> C_rows = step_order_rows<acc_t>(P, positions.data(), P.C, P.n_groups_C, P.C_batch_stride,
+                                                             P.C_group_stride, P.C_dstate_stride, P.C_pos_stride);
   const std::vector<ChannelBlock> blocks = channel_blocks(P);
   const index_t nblk = static_cast<index_t>(blocks.size());
   const index_t part = L * N;  // one direction's partial of one group
-  // Per-block dB / dC partials, (block, direction, position, n); reused for every batch element.
-  std::vector<acc_t> dBpart(static_cast<size_t>(nblk * K * part)), dCpart(dBpart.size());
+  // Per-block dB / dC partials as step rows, (block, direction, step, n); reused for every batch element.
+  AlignedVector<acc_t> dBpart(static_cast<size_t>(nblk * K * part)), dCpart(dBpart.size());
   acc_t* dA = static_cast<acc_t*>(P.dA);
   acc_t* dD = static_cast<acc_t*>(P.dD);
   acc_t* dbias = static_cast<acc_t*>(P.ddelta_bias);
   std::fill(dA, dA + K * P.dim * N, acc_t(0));
   std::fill(dD, dD + K * P.dim, acc_t(0));
   std::fill(dbias, dbias + K * P.dim, acc_t(0));
-  const index_t n_pos_tiles = std::max<index_t>(1, std::min<index_t>(L, 4 * max_threads()));
+  const index_t n_step_tiles = std::max<index_t>(1, std::min<index_t>(L, 4 * max_threads()));
 
   for (index_t b = 0; b < P.batch; ++b) {
 #pragma omp parallel
@@ -484,7 +559,8 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
           std::fill(scratch.du.begin(), scratch.du.end(), acc_t(0));
           const in_t* dy = static_cast<const in_t*>(P.dy) + b * P.dy_batch_stride + d * P.dy_dim_stride;
           for (index_t k = 0; k < K; ++k) {
-            const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), b, k, d);
+            const Lane<in_t, acc_t> l =
+                make_lane<in_t, acc_t>(P, positions.data(), B_rows.data(), C_rows.data(), b, k, d);
             in_t* ddelta = static_cast<in_t*>(P.ddelta) + b * P.ddelta_batch_stride + k * P.ddelta_dir_stride +
                            d * P.ddelta_dim_stride;
             const index_t kd = k * P.dim + d;
@@ -497,24 +573,27 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
           for (index_t p = 0; p < L; ++p) du[p] = static_cast<in_t>(scratch.du[p]);
         }
       }
-      // Reduce the partials of every (direction, group) in block order, tiled over positions.
+      // Reduce the partials of every (direction, group) in block order, tiled over steps.
       const index_t nG = std::max(P.n_groups_B, P.n_groups_C);
 #pragma omp for collapse(2) schedule(static)
       for (index_t kg = 0; kg < K * nG; ++kg) {
-        for (index_t tile = 0; tile < n_pos_tiles; ++tile) {
+        for (index_t tile = 0; tile < n_step_tiles; ++tile) {
           const index_t k = kg / nG, g = kg % nG;
-          const index_t p0 = tile * L / n_pos_tiles, p1 = (tile + 1) * L / n_pos_tiles;
+          const index_t t0 = tile * L / n_step_tiles, t1 = (tile + 1) * L / n_step_tiles;
+          const index_t* order = positions.data() + k * L;
           std::vector<const acc_t*> partsB, partsC;
           for (index_t j = 0; j < nblk; ++j) {
             if (blocks[j].gB == g) partsB.push_back(dBpart.data() + (j * K + k) * part);
             if (blocks[j].gC == g) partsC.push_back(dCpart.data() + (j * K + k) * part);
           }
           if (g < P.n_groups_B)
-            reduce_partials(partsB, static_cast<acc_t*>(P.dB) + b * P.dB_batch_stride +
-                                        (k * P.n_groups_B + g) * P.dB_group_stride, p0, p1, N);
+            reduce_partials(partsB, order,
+                            static_cast<acc_t*>(P.dB) + b * P.dB_batch_stride + (k * P.n_groups_B + g) * P.dB_group_stride,
+                            P.dB_dstate_stride, P.dB_pos_stride, t0, t1, N);
           if (g < P.n_groups_C)
-            reduce_partials(partsC, static_cast<acc_t*>(P.dC) + b * P.dC_batch_stride +
-                                        (k * P.n_groups_C + g) * P.dC_group_stride, p0, p1, N);
+            reduce_partials(partsC, order,
+                            static_cast<acc_t*>(P.dC) + b * P.dC_batch_stride + (k * P.n_groups_C + g) * P.dC_group_stride,
+                            P.dC_dstate_stride, P.dC_pos_stride, t0, t1, N);
         }
       }
     }
