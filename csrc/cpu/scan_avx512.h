@@ -2,13 +2,14 @@
 //
 // Why: at VM-UNet's n = 16 the scan is bound by vector instructions, not memory.  Against the generic
 // `omp simd` loops of scan_cpu_kernel.h these save instructions in three places:
-//   * exp: vscalefps builds 2^k (one instruction instead of convert / add / shift / multiply);
+//   * exp: as exp2 of the argument with A pre-scaled by log2(e), 2^k by vscalefps (11 instructions
+//     where exp_f32 compiles to about 18);
 //   * the per-step sums over n (<x, C> in the forward, two sums in the backward): each step stores its
 //     16-wide partial vector and the sums of 16 steps come out of one transpose-and-add tree
 //     (about 2 instructions per step instead of the ~8 of a horizontal reduction per step);
 //   * the state, its gradient and A stay in registers across the whole lane.
-// The arithmetic is the generic kernel's (same recurrences, same exp polynomial); only the order of the
-// n-sums differs.  Only compiled when the build targets AVX-512F (-march=native on such a CPU); other
+// The recurrences are the generic kernel's; the exponential differs by rounding (both ~1 ulp) and the
+// n-sums are added in another order.  Only compiled when the build targets AVX-512F (-march=native on such a CPU); other
 // builds use the generic loops.
 #pragma once
 
@@ -24,23 +25,29 @@ namespace avx512 {
 
 constexpr index_t kWidth = 16;  // floats per register
 
-// exp(x) with exp_f32's range reduction, polynomial and clamping (scan_math.h), 2^k by vscalefps.
-// max/min take the constant first so that a NaN x propagates.
-inline __m512 exp16(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-87.33654f), x);
-  x = _mm512_min_ps(_mm512_set1_ps(88.0f), x);
-  const __m512 k =
-      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  const __m512 e = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(e, k);
+// log2(e): the cores keep A pre-scaled by it, a2 = a log2(e), so exp(dt a) = exp2(dt a2) and the
+// exponential needs no scaling multiply of its own.
+constexpr float kLog2e = 1.44269504088896341f;
+
+// 2^t, as exp(t ln 2) to about 1 ulp: t = k + f with k = round(t), |f| <= 1/2; 2^f by its degree-7
+// Taylor polynomial (truncation error < 6e-9 relative), 2^k by vscalefps.  t is clamped to
+// [-126.0, 128.0], i.e. exp's argument to [-87.34, 88.72] like exp_f32 (scan_math.h): results stay
+// normal at the bottom and overflow to inf at the top; min/max take the constant first so that a NaN
+// t propagates.
+inline __m512 exp2_16(__m512 t) {
+  t = _mm512_max_ps(_mm512_set1_ps(-126.0f), t);
+  t = _mm512_min_ps(_mm512_set1_ps(128.0f), t);
+  const __m512 k = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, k);
+  __m512 p = _mm512_set1_ps(1.525273380405984e-05f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.5403530393381608e-04f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558146428443e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.618129107628477e-03f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.550410866482158e-02f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.402265069591007e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.931471805599453e-01f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, k);
 }
 
 // out[i] = sum of row i, for `rows` rows of 16 floats stored contiguously (row i at v + 16 i).  Groups
@@ -71,17 +78,17 @@ inline void row_sums(const float* v, index_t rows, float* out) {
 }
 
 // Forward over `len` steps of one lane on step rows (B, C: row s = step s, M * 16 values):
-// x = exp(dt a) x + dt u B, and row s of `rows` gets the 16-wide partial sums of x * C (row_sums turns
+// x = exp2(dt a2) x + dt u B, and row s of `rows` gets the 16-wide partial sums of x * C (row_sums turns
 // them into <x, C>).  x (M registers) carries across calls.
 template <int M>
-inline void fwd_steps(__m512 (&x)[M], const __m512 (&a)[M], const float* B, const float* C, const float* dt,
+inline void fwd_steps(__m512 (&x)[M], const __m512 (&a2)[M], const float* B, const float* C, const float* dt,
                       const float* dtu, index_t len, float* rows) {
   constexpr index_t N = M * kWidth;
   for (index_t s = 0; s < len; ++s) {
     const __m512 vdt = _mm512_set1_ps(dt[s]), vdtu = _mm512_set1_ps(dtu[s]);
     __m512 acc = _mm512_setzero_ps();
     for (int i = 0; i < M; ++i) {
-      const __m512 e = exp16(_mm512_mul_ps(vdt, a[i]));
+      const __m512 e = exp2_16(_mm512_mul_ps(vdt, a2[i]));
       x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(B + s * N + i * kWidth)));
       acc = _mm512_fmadd_ps(x[i], _mm512_loadu_ps(C + s * N + i * kWidth), acc);
     }
@@ -89,9 +96,9 @@ inline void fwd_steps(__m512 (&x)[M], const __m512 (&a)[M], const float* B, cons
   }
 }
 
-// Backward recompute of one chunk: states xs[j] and decays decay[j] (rows of M * 16) from x0.
+// Backward recompute of one chunk: states xs[j] and decays decay[j] = exp2(dt_j a2) (rows of M * 16) from x0.
 template <int M>
-inline void recompute_steps(const __m512 (&a)[M], const float* x0, const float* B, const float* dt, const float* dtu,
+inline void recompute_steps(const __m512 (&a2)[M], const float* x0, const float* B, const float* dt, const float* dtu,
                             index_t len, float* xs, float* decay) {
   constexpr index_t N = M * kWidth;
   __m512 x[M];
@@ -100,7 +107,7 @@ inline void recompute_steps(const __m512 (&a)[M], const float* x0, const float* 
     const __m512 vdt = _mm512_set1_ps(dt[j]), vdtu = _mm512_set1_ps(dtu[j]);
     for (int i = 0; i < M; ++i) {
       const index_t o = j * N + i * kWidth;
-      const __m512 e = exp16(_mm512_mul_ps(vdt, a[i]));
+      const __m512 e = exp2_16(_mm512_mul_ps(vdt, a2[i]));
       x[i] = _mm512_fmadd_ps(e, x[i], _mm512_mul_ps(vdtu, _mm512_loadu_ps(B + o)));
       _mm512_storeu_ps(decay + o, e);
       _mm512_storeu_ps(xs + o, x[i]);
