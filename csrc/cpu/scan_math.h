@@ -2,7 +2,9 @@
 //
 // glibc's expf / log1pf are scalar calls that block vectorisation of the state loop; the float versions
 // below are branch-free Cephes-style polynomials (about 1-2 ulp over the range the scan uses) that the
-// compiler turns into SIMD code with -O3 -march=...  double keeps the libm functions: the fp64 path
+// compiler turns into SIMD code with -O3 -fno-trapping-math (setup.py) at any -march: without
+// -fno-trapping-math GCC will not if-convert the clamps below on targets without AVX-512 masks and
+// leaves the whole state loop scalar (10x slower on an AVX2 build).  double keeps the libm functions: the fp64 path
 // exists for gradcheck, where exactness matters more than speed.
 #pragma once
 
@@ -22,7 +24,9 @@ inline int32_t float_to_bits(float f) { return __builtin_bit_cast(int32_t, f); }
 inline float exp_f32(float x) {
   x = x < -87.33654f ? -87.33654f : x;
   x = x > 88.0f ? 88.0f : x;
-  const float k = std::nearbyint(x * 1.44269504088896341f);  // vectorises (floor(.+0.5) does not)
+  // Round to nearest by adding and subtracting 1.5 * 2^23 (exact for |v| < 2^22): plain arithmetic that
+  // vectorises on every x86 level, where nearbyint needs SSE4.1.
+  const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - k * 0.693359375f;
   r = r - k * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
