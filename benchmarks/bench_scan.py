@@ -96,19 +96,23 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_it(fn: Callable[[], object], reps: int, warmup: int, device: str) -> Tuple[float, float]:
-    """(min, median) wall time of fn() in seconds.  The table uses the minimum: on a shared machine it is
-    the least disturbed by other processes; the JSON keeps both."""
-    for _ in range(warmup):
-        fn()
+def time_interleaved(fns: Dict[str, Callable[[], object]], reps: int, warmup: int,
+                     device: str) -> Dict[str, Tuple[float, float]]:
+    """(min, median) wall time in seconds of every fn, timed in turns (a, b, a, b, ...) so that a change
+    in machine load during the run hits every implementation alike and their ratios stay fair.  The table
+    uses the minimum: on a shared machine it is the least disturbed by other processes; the JSON keeps both."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     _sync(device)
-    times = []
+    times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: (min(t), statistics.median(t)) for name, t in times.items()}
 
 
 def implementations() -> Dict[str, Callable]:
@@ -125,23 +129,31 @@ def implementations() -> Dict[str, Callable]:
     return {"fused": fused, "materialised": materialised, "reference": ref}
 
 
-def bench_one(fn: Callable, inputs: List[torch.Tensor], reps: int, warmup: int, device: str,
-              modes=("fwd", "fwd_bwd")) -> Dict[str, float]:
+def bench(impls: Dict[str, Callable], inputs: List[torch.Tensor], reps: int, warmup: int, device: str,
+          modes=("fwd", "fwd_bwd")) -> Dict[str, Dict[str, float]]:
+    """Per implementation, ``{mode}_s`` (min) and ``{mode}_median_s`` for forward and forward+backward
+    (gradients of every input), the implementations timed in turns."""
     leaves = [t.detach().requires_grad_() for t in inputs]
     cot = torch.randn(inputs[0].shape, device=device)
 
-    def fwd():
-        with torch.no_grad():
-            return fn(*leaves)
+    def fwd(fn):
+        def run():
+            with torch.no_grad():
+                return fn(*leaves)
+        return run
 
-    def fwd_bwd():
-        y = fn(*leaves)
-        torch.autograd.grad(y, leaves, cot)
+    def fwd_bwd(fn):
+        def run():
+            y = fn(*leaves)
+            torch.autograd.grad(y, leaves, cot)
+        return run
 
-    fns = {"fwd": fwd, "fwd_bwd": fwd_bwd}
-    out: Dict[str, float] = {}
+    makers = {"fwd": fwd, "fwd_bwd": fwd_bwd}
+    out: Dict[str, Dict[str, float]] = {name: {} for name in impls}
     for m in modes:
-        out[f"{m}_s"], out[f"{m}_median_s"] = time_it(fns[m], reps, warmup, device)
+        timed = time_interleaved({name: makers[m](fn) for name, fn in impls.items()}, reps, warmup, device)
+        for name, (t_min, t_med) in timed.items():
+            out[name][f"{m}_s"], out[name][f"{m}_median_s"] = t_min, t_med
     return out
 
 
@@ -168,10 +180,13 @@ def computed_memory(inputs: List[torch.Tensor], threads: int) -> Dict[str, float
     blocks = max(CPU_MIN_BLOCKS, threads)
     return {
         "ckpt_MiB": b * K * c * n_chunks * n * fb / 2**20,
-        # per thread: recomputed states + decays of one chunk, 4 chunk vectors, du of one channel
-        "thread_buffers_MiB": threads * (2 * chunk * n + 4 * chunk + L + 4 * n) * fb / 2**20,
+        # per thread: recomputed states + decays of one chunk, 7 chunk vectors and two 16-wide row
+        # buffers (ChunkBuffers), du of one channel, 4 n-vectors
+        "thread_buffers_MiB": threads * (2 * chunk * n + 7 * chunk + 2 * 16 * chunk + L + 4 * n) * fb / 2**20,
         # dB / dC partials of every channel block (one batch element at a time)
         "block_partials_MiB": blocks * 2 * K * L * n * fb / 2**20,
+        # B and C as step rows (the relayout every call makes; it replaces a transpose, not an extra copy)
+        "step_rows_MiB": 2 * b * K * L * n * fb / 2**20,
         "all_states_MiB": b * K * c * L * n * fb / 2**20,  # what storing every state would take
         "gradients_MiB": sum(t.numel() for t in inputs) * fb / 2**20,
         "ckpt_floats_per_lane": n_chunks * n,
@@ -197,7 +212,7 @@ def _child_backward_rss(b: int, c: int, side: int) -> Dict[str, float]:
 
 def _child_reference(b: int, c: int, side: int, mode: str) -> Dict[str, float]:
     inputs = make_inputs(b, c, side, D_STATE, "cpu")
-    t = bench_one(implementations()["reference"], inputs, 1, 0, "cpu", modes=(mode,))
+    t = bench({"reference": implementations()["reference"]}, inputs, 1, 0, "cpu", modes=(mode,))["reference"]
     return t
 
 
@@ -219,7 +234,7 @@ def _time_reference(inputs, b, c, side, args) -> Dict[str, object]:
     """The reference's times; on CPU each mode runs in a child process cut off after --ref-timeout seconds
     (its backward is quadratic in L: indexing a (…, L, n) tensor per step gives a full-size gradient)."""
     if args.device != "cpu":
-        return bench_one(implementations()["reference"], inputs, 1, 0, args.device)
+        return bench({"reference": implementations()["reference"]}, inputs, 1, 0, args.device)["reference"]
     out: Dict[str, object] = {}
     for mode in ("fwd", "fwd_bwd"):
         got = in_child(["reference", str(b), str(c), str(side), mode], args.ref_timeout, args.threads)
@@ -260,8 +275,7 @@ def run(args) -> Dict[str, object]:
         for c, side in stages:
             inputs = make_inputs(b, c, side, D_STATE, device)
             row: Dict[str, object] = {"batch": b, "channels": c, "height": side, "width": side, "d_state": D_STATE}
-            row["fused"] = bench_one(impls["fused"], inputs, reps, 1, device)
-            row["materialised"] = bench_one(impls["materialised"], inputs, reps, 1, device)
+            row.update(bench({k: impls[k] for k in ("fused", "materialised")}, inputs, reps, 1, device))
             row["reference"] = _time_reference(inputs, b, c, side, args)
             for name in ("fused", "materialised", "reference"):
                 t = row[name]
@@ -282,7 +296,7 @@ def run(args) -> Dict[str, object]:
         "machine": machine_info(device),
         "quick": args.quick,
         "repetitions": {"fused": reps, "materialised": reps, "reference": 1,
-                        "statistic": "min (also *_median_s) after one warm-up run"},
+                        "statistic": "min (also *_median_s) after one warm-up run; fused and materialised timed in turns"},
         "reference_timeout_s": args.ref_timeout,
         "rows": rows,
         "targets": {"ref_over_fused_fwd_bwd": 25.0, "materialised_over_fused_fwd_bwd": 1.3},
@@ -309,8 +323,8 @@ def table(result: Dict[str, object]) -> str:
         lines.append("| " + " | ".join(str(x) for x in cells) + " |")
     if any("memory" in r for r in result["rows"]):
         lines += ["", "| batch | c | h x w | L | ckpt | ckpt floats / lane | thread buffers | dB/dC block partials "
-                  "| all states (not stored) | measured bwd peak-RSS rise - gradients |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| B/C step rows | all states (not stored) | measured bwd peak-RSS rise - gradients |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in result["rows"]:
             m = r.get("memory")
             if not m:
@@ -319,7 +333,8 @@ def table(result: Dict[str, object]) -> str:
             lines.append(
                 f"| {r['batch']} | {r['channels']} | {r['height']}x{r['width']} | {m['seq_len_L']} "
                 f"| {m['ckpt_MiB']:.2f} MiB | {m['ckpt_floats_per_lane']} | {m['thread_buffers_MiB']:.2f} MiB "
-                f"| {m['block_partials_MiB']:.2f} MiB | {m['all_states_MiB']:.0f} MiB "
+                f"| {m['block_partials_MiB']:.2f} MiB | {m.get('step_rows_MiB', float('nan')):.2f} MiB "
+                f"| {m['all_states_MiB']:.0f} MiB "
                 f"| {'n/a' if rss is None else f'{rss:.1f} MiB'} |"
             )
     return "\n".join(lines)
