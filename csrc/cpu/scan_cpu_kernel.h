@@ -190,14 +190,11 @@ void load_chunk(const Lane<in_t, acc_t>& l, index_t t0, index_t len, bool softpl
   for (index_t s = 0; s < len; ++s) dtu[s] = dt[s] * uu[s];
 }
 
-// Sum of kN values (kN a power of two) in pairwise order: an in-register reduction on AVX / AVX-512,
-// else a tree, instead of the chain of kN scalar adds a fully unrolled sequential sum compiles to.
+// Sum of kN values (kN a power of two) in pairwise order: a tree ending in an in-register reduction of 8
+// on AVX, instead of the chain of kN scalar adds a fully unrolled sequential sum compiles to.  (fp32 with
+// kN = 16, 32, 64 on AVX-512 builds takes the AVX-512 core instead, scan_avx512.h.)
 template <index_t kN, typename acc_t>
 inline acc_t tree_sum(acc_t* __restrict v) {
-#if defined(__AVX512F__)
-  // GCC scalarises the tree below; one in-register reduction is several times shorter.
-  if constexpr (kN == 16 && std::is_same_v<acc_t, float>) return _mm512_reduce_add_ps(_mm512_loadu_ps(v));
-#endif
 #if defined(__AVX__)
   if constexpr (kN == 8 && std::is_same_v<acc_t, float>) {
     const __m256 x = _mm256_loadu_ps(v);
