@@ -151,15 +151,6 @@ struct ChunkBuffers {
         rows_a(chunk * 16), rows_b(chunk * 16) {}
 };
 
-// Prefetches x at the positions of steps [t0, t0 + len) of a lane's order (write = 1 announces stores).
-// Used one chunk ahead for the gathers of delta (read once per lane, so never cached) and the scatter of
-// ddelta: in column-major order consecutive steps are a grid row apart, and without it the gather waits
-// on memory for a large share of the load_chunk time.
-template <int write, typename T>
-inline void prefetch_positions(const T* x, const index_t* pos, index_t t0, index_t len) {
-  for (index_t s = 0; s < len; ++s) __builtin_prefetch(x + pos[t0 + s], write, 3);
-}
-
 // Gathers u and delta for steps [t0, t0 + len) of a lane and computes dt, dt * u and (backward) the
 // softplus derivative.  Separate loops so the elementwise math vectorises.
 template <typename in_t, typename acc_t>
@@ -404,7 +395,6 @@ void lane_fwd(const ScanParams& P, const Lane<in_t, acc_t>& l, acc_t* __restrict
   for (index_t c = 0, t0 = 0; t0 < L; ++c, t0 += T) {
     const index_t len = std::min(T, L - t0);
     load_chunk(l, t0, len, P.delta_softplus, false, cb);
-    prefetch_positions<0>(l.delta, l.pos, t0 + len, std::min(T, L - t0 - len));
     core.fwd_chunk(l.B + t0 * N, l.C + t0 * N, len, cb);
     for (index_t s = 0; s < len; ++s) ybuf[l.pos[t0 + s]] += cb.sum_a[s] + l.D * cb.u[s];
     core.save_state(l.ckpt + c * N);
@@ -494,10 +484,6 @@ void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, const in_t* dy
     const index_t t0 = c * T, len = std::min(T, L - t0);
     const index_t* pos = l.pos + t0;
     load_chunk(l, t0, len, P.delta_softplus, true, cb);
-    if (c > 0) {
-      prefetch_positions<0>(l.delta, l.pos, t0 - T, T);
-      prefetch_positions<1>(ddelta, l.pos, t0 - T, T);
-    }
     for (index_t j = 0; j < len; ++j) cb.g[j] = static_cast<acc_t>(dy[pos[j]]);
     const acc_t* x0 = c > 0 ? l.ckpt + (c - 1) * N : s.zero.data();
     core.bwd_chunk(l.B + t0 * N, l.C + t0 * N, len, x0, cb, s.xs.data(), s.decay.data(), dBp + t0 * N, dCp + t0 * N);
