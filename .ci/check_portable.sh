@@ -2,9 +2,9 @@
 # Build grainseg._C for a portable target (GRAINSEG_MARCH, default x86-64-v3: AVX2 + FMA, no AVX-512)
 # in a scratch copy of the checkout and run the kernel tests against it (run by .ci/run).
 #
-# The native build on an AVX-512 machine compiles the AVX-512 step core (csrc/cpu/scan_avx512.h) for
-# fp32 and n = 16 m; every other machine runs the generic `omp simd` core for those cases.  This check
-# keeps that path compiled, vectorised-to-build and tested here too.  The installed package is left
+# The native build on an AVX-512 machine runs the AVX-512 step core (csrc/cpu/scan_simd.h) for fp32 at
+# n = 16, 32, 64; machines without AVX-512 run the AVX2 core (n = 8, 16) and the generic `omp simd` core
+# for the rest.  This check keeps those paths built and tested here too.  The installed package is left
 # untouched: the scratch copy is imported through PYTHONPATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -39,7 +39,7 @@
 #include <omp.h>
 #endif
 
-#include "cpu/scan_avx512.h"
+#include "cpu/scan_simd.h"
 #include "cpu/scan_math.h"
 #include "scan_params.h"
 
@@ -141,8 +141,8 @@ Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, const
 }
 
 // Per-thread buffers for one chunk of steps: the gathered inputs (u, dt, dt u, softplus', dy), the
-// per-step sums over n the step cores produce (sum_a, sum_b), and the 16-wide rows the AVX-512 core
-// reduces into them.
+// per-step sums over n the step cores produce (sum_a, sum_b), and the register-wide rows (at most 16
+// floats) the SIMD cores reduce into them.
 template <typename acc_t>
 struct ChunkBuffers {
   AlignedVector<acc_t> u, dt, dtu, dsoftplus, g, sum_a, sum_b, rows_a, rows_b;
@@ -182,8 +182,8 @@ void load_chunk(const Lane<in_t, acc_t>& l, index_t t0, index_t len, bool softpl
 }
 
 // Sum of kN values (kN a power of two) in pairwise order: a tree ending in an in-register reduction of 8
-// on AVX, instead of the chain of kN scalar adds a fully unrolled sequential sum compiles to.  (fp32 with
-// kN = 16, 32, 64 on AVX-512 builds takes the AVX-512 core instead, scan_avx512.h.)
+// on AVX, instead of the chain of kN scalar adds a fully unrolled sequential sum compiles to.  (fp32 at the
+// state sizes of the SIMD cores, scan_simd.h, does not come here.)
 template <index_t kN, typename acc_t>
 inline acc_t tree_sum(acc_t* __restrict v) {
 #if defined(__AVX__)
@@ -318,55 +318,73 @@ struct GenericCore {
   }
 };
 
-#if defined(GRAINSEG_HAVE_AVX512)
-// The same core for fp32 and n = 16 m on AVX-512 (scan_avx512.h): state, dL/dx, dA and A in registers.
-template <index_t kN>
-struct Avx512Core {
-  static constexpr int M = static_cast<int>(kN / avx512::kWidth);
-  __m512 a[M], a2[M], x[M], dx[M], dA[M];  // a2 = a log2(e) for the exponentials
+#if defined(GRAINSEG_HAVE_AVX512) || defined(GRAINSEG_HAVE_AVX2)
+// The same core for fp32 on explicit SIMD (scan_simd.h, ISA traits I, n = M registers of I::kWidth):
+// state, dL/dx, dA and A in registers.
+template <typename I, index_t kN>
+struct SimdCore {
+  using V = typename I::V;
+  static constexpr index_t W = I::kWidth;
+  static constexpr int M = static_cast<int>(kN / W);
+  V a[M], a2[M], x[M], dx[M], dA[M];  // a2 = a log2(e) for the exponentials
 
-  Avx512Core(const float* A, index_t, float*) {
+  SimdCore(const float* A, index_t, float*) {
     for (int i = 0; i < M; ++i) {
-      a[i] = _mm512_loadu_ps(A + i * avx512::kWidth);
-      a2[i] = _mm512_mul_ps(a[i], _mm512_set1_ps(avx512::kLog2e));
-      x[i] = dx[i] = dA[i] = _mm512_setzero_ps();
+      a[i] = I::load(A + i * W);
+      a2[i] = I::mul(a[i], I::set1(simd::kLog2e));
+      x[i] = dx[i] = dA[i] = I::zero();
     }
   }
 
   void fwd_chunk(const float* B, const float* C, index_t len, ChunkBuffers<float>& cb) {
-    avx512::fwd_steps<M>(x, a2, B, C, cb.dt.data(), cb.dtu.data(), len, cb.rows_a.data());
-    avx512::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
+    simd::fwd_steps<I, M>(x, a2, B, C, cb.dt.data(), cb.dtu.data(), len, cb.rows_a.data());
+    I::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
   }
 
   void save_state(float* dst) const {
-    for (int i = 0; i < M; ++i) _mm512_storeu_ps(dst + i * avx512::kWidth, x[i]);
+    for (int i = 0; i < M; ++i) I::store(dst + i * W, x[i]);
   }
 
   void bwd_chunk(const float* B, const float* C, index_t len, const float* x0, ChunkBuffers<float>& cb, float* xs,
                  float* decay, float* dB, float* dC) {
-    avx512::recompute_steps<M>(a2, x0, B, cb.dt.data(), cb.dtu.data(), len, xs, decay);
-    avx512::reverse_steps<M>(dx, dA, a, x0, xs, decay, B, C, dB, dC, cb.g.data(), cb.dt.data(), cb.dtu.data(), len,
-                             cb.rows_a.data(), cb.rows_b.data());
-    avx512::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
-    avx512::row_sums(cb.rows_b.data(), len, cb.sum_b.data());
+    simd::recompute_steps<I, M>(a2, x0, B, cb.dt.data(), cb.dtu.data(), len, xs, decay);
+    simd::reverse_steps<I, M>(dx, dA, a, x0, xs, decay, B, C, dB, dC, cb.g.data(), cb.dt.data(), cb.dtu.data(), len,
+                              cb.rows_a.data(), cb.rows_b.data());
+    I::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
+    I::row_sums(cb.rows_b.data(), len, cb.sum_b.data());
   }
 
   void add_dA(float* out) const {
-    for (int i = 0; i < M; ++i) {
-      float* o = out + i * avx512::kWidth;
-      _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), dA[i]));
-    }
+    for (int i = 0; i < M; ++i) I::store(out + i * W, I::add(I::load(out + i * W), dA[i]));
   }
 };
-
-template <index_t kN, typename acc_t>
-constexpr bool kUseAvx512Core = std::is_same_v<acc_t, float> && kN > 0 && kN % avx512::kWidth == 0;
-template <index_t kN, typename acc_t>
-using StepCore = std::conditional_t<kUseAvx512Core<kN, acc_t>, Avx512Core<kN>, GenericCore<kN, acc_t>>;
-#else
-template <index_t kN, typename acc_t>
-using StepCore = GenericCore<kN, acc_t>;
 #endif
+
+// The step core of a state size and compute type: fp32 takes the widest SIMD core the build targets
+// that fits n in at most 4 registers (AVX-512: n = 16, 32, 64; AVX2: n = 8, 16), the rest GenericCore.
+template <index_t kN, typename acc_t>
+struct ChooseCore {
+  using type = GenericCore<kN, acc_t>;
+};
+template <index_t kN>
+struct ChooseCore<kN, float> {
+  template <typename I>
+  static constexpr bool fits = kN > 0 && kN % I::kWidth == 0 && kN / I::kWidth <= 4;
+  static auto pick() {
+#if defined(GRAINSEG_HAVE_AVX512)
+    if constexpr (fits<simd::Avx512>) return static_cast<SimdCore<simd::Avx512, kN>*>(nullptr);
+    else
+#endif
+#if defined(GRAINSEG_HAVE_AVX2)
+    if constexpr (fits<simd::Avx2>) return static_cast<SimdCore<simd::Avx2, kN>*>(nullptr);
+    else
+#endif
+      return static_cast<GenericCore<kN, float>*>(nullptr);
+  }
+  using type = std::remove_pointer_t<decltype(pick())>;
+};
+template <index_t kN, typename acc_t>
+using StepCore = typename ChooseCore<kN, acc_t>::type;
 
 // ---------------------------------------------------------------------------------------------- forward
 

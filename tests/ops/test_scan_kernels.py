@@ -172,10 +172,11 @@ def test_checkpoint_chunk_does_not_change_results():
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n", [16, 32, 48, 64])
+@pytest.mark.parametrize("n", [8, 16, 32, 48, 64])
 def test_fp32_state_sizes(n):
-    """fp32 at n = 16, 32, 64 (the register-resident AVX-512 core where the build has it) and 48 (the
-    generic loops); L = 99 is one full 64-step chunk and a 35-step tail."""
+    """fp32 at n = 8, 16, 32, 64 (the explicit SIMD cores where the build has them: AVX2 for 8 and, without
+    AVX-512, 16; AVX-512 for 16, 32, 64) and 48 (the generic loops); L = 99 is one full 64-step chunk and
+    a 35-step tail."""
     args = ss2d_inputs(2, 5, 9, 11, n, torch.float32)
     check_against_reference(ss2d_scan, args, torch.float32, delta_softplus=True)
 
