@@ -32,9 +32,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -108,6 +105,17 @@ AlignedVector<acc_t> step_order_rows(const ScanParams& P, const index_t* positio
   return out;
 }
 
+// B and C of a call as step rows.
+template <typename acc_t>
+struct BCRows {
+  AlignedVector<acc_t> B, C;
+  BCRows(const ScanParams& P, const index_t* positions)
+      : B(step_order_rows<acc_t>(P, positions, P.B, P.n_groups_B, P.B_batch_stride, P.B_group_stride,
+                                 P.B_dstate_stride, P.B_pos_stride)),
+        C(step_order_rows<acc_t>(P, positions, P.C, P.n_groups_C, P.C_batch_stride, P.C_group_stride,
+                                 P.C_dstate_stride, P.C_pos_stride)) {}
+};
+
 // Pointers and constants of one (b, k, d) sequence.
 template <typename in_t, typename acc_t>
 struct Lane {
@@ -122,8 +130,8 @@ struct Lane {
 };
 
 template <typename in_t, typename acc_t>
-Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, const acc_t* B_rows, const acc_t* C_rows,
-                            index_t b, index_t k, index_t d) {
+Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, const BCRows<acc_t>& bc, index_t b,
+                            index_t k, index_t d) {
   const index_t gB = k * P.n_groups_B + d / (P.dim / P.n_groups_B);
   const index_t gC = k * P.n_groups_C + d / (P.dim / P.n_groups_C);
   Lane<in_t, acc_t> l;
@@ -131,8 +139,8 @@ Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, const
   l.delta = static_cast<const in_t*>(P.delta) + b * P.delta_batch_stride + k * P.delta_dir_stride +
             d * P.delta_dim_stride;
   l.A = static_cast<const acc_t*>(P.A) + k * P.A_dir_stride + d * P.A_dim_stride;
-  l.B = B_rows + (b * P.n_dirs * P.n_groups_B + gB) * P.seqlen * P.dstate;
-  l.C = C_rows + (b * P.n_dirs * P.n_groups_C + gC) * P.seqlen * P.dstate;
+  l.B = bc.B.data() + (b * P.n_dirs * P.n_groups_B + gB) * P.seqlen * P.dstate;
+  l.C = bc.C.data() + (b * P.n_dirs * P.n_groups_C + gC) * P.seqlen * P.dstate;
   l.D = P.D ? static_cast<const acc_t*>(P.D)[k * P.D_dir_stride + d] : acc_t(0);
   l.bias = P.delta_bias ? static_cast<const acc_t*>(P.delta_bias)[k * P.delta_bias_dir_stride + d] : acc_t(0);
   l.ckpt = static_cast<acc_t*>(P.ckpt) + ((b * P.n_dirs + k) * P.dim + d) * P.n_chunks * P.dstate;
@@ -187,12 +195,7 @@ void load_chunk(const Lane<in_t, acc_t>& l, index_t t0, index_t len, bool softpl
 template <index_t kN, typename acc_t>
 inline acc_t tree_sum(acc_t* __restrict v) {
 #if defined(__AVX__)
-  if constexpr (kN == 8 && std::is_same_v<acc_t, float>) {
-    const __m256 x = _mm256_loadu_ps(v);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-  }
+  if constexpr (kN == 8 && std::is_same_v<acc_t, float>) return simd::hsum8(_mm256_loadu_ps(v));
 #endif
   if constexpr (kN == 1) {
     return v[0];
@@ -423,10 +426,7 @@ template <typename in_t, typename acc_t>
 void scan_fwd_cpu(const ScanParams& P) {
   const index_t L = P.seqlen;
   const std::vector<index_t> positions = direction_positions(P);
-  const AlignedVector<acc_t> B_rows = step_order_rows<acc_t>(P, positions.data(), P.B, P.n_groups_B, P.B_batch_stride,
-                                                             P.B_group_stride, P.B_dstate_stride, P.B_pos_stride);
-  const AlignedVector<acc_t> C_rows = step_order_rows<acc_t>(P, positions.data(), P.C, P.n_groups_C, P.C_batch_stride,
-                                                             P.C_group_stride, P.C_dstate_stride, P.C_pos_stride);
+  const BCRows<acc_t> bc(P, positions.data());
   const index_t tasks = P.batch * P.dim;
 #pragma omp parallel
   {
@@ -438,7 +438,7 @@ void scan_fwd_cpu(const ScanParams& P) {
       std::fill(ybuf.begin(), ybuf.end(), acc_t(0));
       for (index_t k = 0; k < P.n_dirs; ++k) {
         const Lane<in_t, acc_t> l =
-            make_lane<in_t, acc_t>(P, positions.data(), B_rows.data(), C_rows.data(), b, k, d);
+            make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
         with_fixed_dstate(P.dstate, [&](auto kN) {
           lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, heap.data());
         });
@@ -543,10 +543,7 @@ template <typename in_t, typename acc_t>
 void scan_bwd_cpu(const ScanBwdParams& P) {
   const index_t L = P.seqlen, N = P.dstate, K = P.n_dirs;
   const std::vector<index_t> positions = direction_positions(P);
-  const AlignedVector<acc_t> B_rows = step_order_rows<acc_t>(P, positions.data(), P.B, P.n_groups_B, P.B_batch_stride,
-                                                             P.B_group_stride, P.B_dstate_stride, P.B_pos_stride);
-  const AlignedVector<acc_t> C_rows = step_order_rows<acc_t>(P, positions.data(), P.C, P.n_groups_C, P.C_batch_stride,
-                                                             P.C_group_stride, P.C_dstate_stride, P.C_pos_stride);
+  const BCRows<acc_t> bc(P, positions.data());
   const std::vector<ChannelBlock> blocks = channel_blocks(P);
   const index_t nblk = static_cast<index_t>(blocks.size());
   const index_t part = L * N;  // one direction's partial of one group
@@ -576,7 +573,7 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
           const in_t* dy = static_cast<const in_t*>(P.dy) + b * P.dy_batch_stride + d * P.dy_dim_stride;
           for (index_t k = 0; k < K; ++k) {
             const Lane<in_t, acc_t> l =
-                make_lane<in_t, acc_t>(P, positions.data(), B_rows.data(), C_rows.data(), b, k, d);
+                make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
             in_t* ddelta = static_cast<in_t*>(P.ddelta) + b * P.ddelta_batch_stride + k * P.ddelta_dir_stride +
                            d * P.ddelta_dim_stride;
             const index_t kd = k * P.dim + d;

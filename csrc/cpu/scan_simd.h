@@ -17,6 +17,26 @@
 
 #include "scan_params.h"
 
+#if defined(__AVX__)
+#include <immintrin.h>
+
+namespace grainseg {
+namespace cpu {
+namespace simd {
+
+// Sum of the 8 floats of an AVX register (in-register pairwise tree).  Needs AVX only: the generic
+// core's tree_sum uses it too.
+inline float hsum8(__m256 x) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+}  // namespace simd
+}  // namespace cpu
+}  // namespace grainseg
+#endif
+
 #if defined(__AVX512F__)
 #define GRAINSEG_HAVE_AVX512 1
 #endif
@@ -119,12 +139,6 @@ struct Avx2 {
     return _mm256_mul_ps(exp2_fraction<Avx2>(_mm256_sub_ps(t, k)), _mm256_castsi256_ps(bits));
   }
 
-  static float reduce(V x) {
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
-  }
-
   static void row_sums(const float* v, index_t rows, float* out) {
     const auto pair = [](V a, V b) { return _mm256_add_ps(_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b)); };
     const auto quad = [](V s01, V s23) {
@@ -138,7 +152,7 @@ struct Avx2 {
       const V t1 = quad(pair(load(r + 4 * kWidth), load(r + 5 * kWidth)), pair(load(r + 6 * kWidth), load(r + 7 * kWidth)));
       store(out + i, _mm256_add_ps(_mm256_permute2f128_ps(t0, t1, 0x20), _mm256_permute2f128_ps(t0, t1, 0x31)));
     }
-    for (; i < rows; ++i) out[i] = reduce(load(v + i * kWidth));
+    for (; i < rows; ++i) out[i] = hsum8(load(v + i * kWidth));
   }
 };
 #endif
