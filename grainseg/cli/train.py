@@ -48,6 +48,9 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=1, help="images per step (per process under torchrun)")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="learning rate: constant (the paper's) or cosine decay to 0 over --epochs")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up before the cosine decay")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--loss", default="bce", choices=["bce", "dice", "dicece"])
     p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without val-loss improvement (0: off)")
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, model=args.model,
         split=None if str(args.split).lower() == "none" else args.split, splits_file=args.splits_file,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-        loss=args.loss, patience=args.patience, seed=args.seed, augment=not args.no_augment,
+        loss=args.loss, schedule=args.schedule, warmup_epochs=args.warmup_epochs, patience=args.patience, seed=args.seed, augment=not args.no_augment,
         crop_size=args.crop_size, input_size=args.input_size, amp=args.amp, device=args.device,
         num_workers=args.num_workers, checkpoint_every=args.checkpoint_every, resume=args.resume,
         polarity=args.polarity, threshold=args.threshold, model_kwargs=args.model_kwargs,

@@ -42,6 +42,20 @@ __all__ = ["TrainConfig", "train", "CHECKPOINT_NAME", "METRICS_NAME", "BEST_DIR"
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.json"
 BEST_DIR = "best"
+#: Learning-rate schedules: ``constant`` (the paper's Adam), ``cosine`` (linear warm-up, then cosine to 0).
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_at(cfg: "TrainConfig", epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Learning rate for ``step`` of ``epoch`` (both from 0): a pure function of the position, so a
+    resumed run follows the same schedule without a scheduler state."""
+    if cfg.schedule == "constant":
+        return float(cfg.lr)
+    t = epoch + step / max(steps_per_epoch, 1)
+    if t < cfg.warmup_epochs:
+        return float(cfg.lr) * (t + 1.0 / max(steps_per_epoch, 1)) / cfg.warmup_epochs
+    span = max(cfg.epochs - cfg.warmup_epochs, 1e-9)
+    return float(cfg.lr) * 0.5 * (1.0 + math.cos(math.pi * min((t - cfg.warmup_epochs) / span, 1.0)))
 
 
 @dataclass
@@ -57,6 +71,8 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 0.0
     loss: str = "bce"
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
     patience: int = 4
     min_delta: float = 0.0
     seed: int = 0
@@ -91,6 +107,10 @@ class TrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.weight_decay < 0 or self.min_delta < 0:
             raise ValueError("weight_decay and min_delta must be >= 0")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < self.epochs):
+            raise ValueError(f"warmup_epochs must be >= 0 and < epochs ({self.epochs}), got {self.warmup_epochs!r}")
         if self.amp not in ("auto", "on", "off"):
             raise ValueError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
         for name in ("crop_size", "input_size"):
@@ -296,6 +316,8 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
                 raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
                                          "lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, epoch, step, len(batches))
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

@@ -147,3 +147,17 @@ def test_export_half_is_float16_and_reloads_close(tmp_path):
     assert "test_dice" in (tmp_path / "dst" / "README.md").read_text()
     with pytest.raises(ValueError, match="over the limit"):
         export_half(tmp_path / "src", tmp_path / "dst2", max_bytes=100)
+
+
+def test_cosine_schedule_is_a_function_of_position_and_recorded(tiny_data, tmp_path):
+    cfg = _cfg(tiny_data, tmp_path / "c", epochs=4, schedule="cosine", warmup_epochs=1.0, lr=1e-3)
+    lrs = [trainer_mod.lr_at(cfg, e, s, 2) for e in range(4) for s in range(2)]
+    assert lrs[0] == pytest.approx(0.5e-3) and lrs[1] == pytest.approx(1e-3)  # warm-up over epoch 1
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.1e-3  # then decays towards 0
+    assert trainer_mod.lr_at(_cfg(tiny_data, tmp_path), 3, 1, 2) == 1e-3  # constant stays constant
+    train(cfg, model=tiny_model())
+    history = json.loads((tmp_path / "c" / "metrics.json").read_text())["epochs"]
+    recorded = [ep["lr"] for ep in history]
+    assert recorded == pytest.approx([lrs[1], lrs[3], lrs[5], lrs[7]])
+    with pytest.raises(ValueError, match="schedule"):
+        train(_cfg(tiny_data, tmp_path / "bad", schedule="step"), model=tiny_model())
