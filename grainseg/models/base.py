@@ -152,6 +152,17 @@ def state_dict_mismatch(
     return missing, unexpected, shapes
 
 
+def check_can_save(save_directory: Path, overwrite: bool) -> None:
+    """FileExistsError when ``save_directory`` already holds a saved model and ``overwrite`` is False."""
+    if save_directory.exists() and not save_directory.is_dir():
+        raise NotADirectoryError(f"{save_directory} exists and is not a directory; choose another folder")
+    existing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if (save_directory / n).exists()]
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{save_directory} already holds {', '.join(existing)}; pass overwrite=True to replace them"
+        )
+
+
 def _format_keys(title: str, keys: Sequence[str], limit: int = 25) -> str:
     shown = "\n    ".join(keys[:limit])
     more = f"\n    ... and {len(keys) - limit} more" if len(keys) > limit else ""
@@ -282,31 +293,29 @@ class SegmentationModel(
     ) -> Optional[str]:
         """Write config.json, model.safetensors and a model card (README.md with ``metrics`` and ``dataset``).
 
-        Refuses to replace existing files unless ``overwrite=True``.
+        Refuses to replace existing files unless ``overwrite=True``.  The folder is replaced as a whole
+        (written as a sibling, then renamed), so an interrupt never leaves a partial model; other files
+        in it are kept.
         """
+        from grainseg._atomic import atomic_directory
+
         save_directory = Path(save_directory)
-        existing = [n for n in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME) if (save_directory / n).exists()]
-        if existing and not overwrite:
-            raise FileExistsError(
-                f"{save_directory} already holds {', '.join(existing)}; pass overwrite=True to replace them"
-            )
+        check_can_save(save_directory, overwrite)
         if metrics is not None and not isinstance(metrics, Mapping):
             raise ValueError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
-        if overwrite:
-            (save_directory / CARD_NAME).unlink(missing_ok=True)
         cfg = dict(config) if config is not None else self.config
         from grainseg import __version__
 
         cfg = {**cfg, "architecture": type(self).__name__, "grainseg_version": __version__}
         card_kwargs = {**self._card_fields(cfg, metrics, dataset), **(model_card_kwargs or {})}
-        return super().save_pretrained(
-            save_directory,
-            config=cfg,
-            repo_id=repo_id,
-            push_to_hub=push_to_hub,
-            model_card_kwargs=card_kwargs,
-            **push_to_hub_kwargs,
-        )
+        # the three files are written into a sibling folder that then replaces save_directory in one
+        # rename: an interrupt leaves the old model complete, never a folder with some files missing
+        with atomic_directory(save_directory) as tmp:
+            super().save_pretrained(tmp, config=cfg, model_card_kwargs=card_kwargs)
+        if push_to_hub:
+            return self.push_to_hub(repo_id=repo_id or save_directory.name, config=cfg,
+                                    model_card_kwargs=card_kwargs, **push_to_hub_kwargs)
+        return None
 
     def _card_fields(self, cfg: dict, metrics: Optional[Mapping[str, float]], dataset: Optional[str]) -> dict:
         if metrics:
