@@ -10,6 +10,8 @@ the batch goes on; the exit code is 1 when any image failed, 2 for a usage error
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -20,6 +22,10 @@ __all__ = ["add_parser", "run", "EXAMPLE_IMAGE", "collect_inputs"]
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "sample_micrograph.png"
 
 PROG = "grainseg predict"
+#: ASTM E112 grain size numbers outside this range are physically implausible (a wrong --scale, mostly).
+G_PLAUSIBLE = (-3.0, 20.0)
+#: Without a terminal, a progress line is printed every this many tiles of one image.
+TILE_LINE_EVERY = 100
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -61,12 +67,21 @@ def _error(message: str) -> None:
 def collect_inputs(paths: List[str], recursive: bool = False) -> Tuple[List[Path], List[str]]:
     """(image files, error lines): folders expand to their image files; other paths are kept as given.
 
-    A named file with another extension is kept, so reading it reports the unsupported format.
+    A named file with another extension is kept, so reading it reports the unsupported format.  A file
+    named twice (or named and also found in a named folder) is kept once, where it first appears.
     """
     from grainseg.data.io import IMAGE_EXTENSIONS
 
     files: List[Path] = []
     errors: List[str] = []
+    seen = set()
+
+    def add(f: Path) -> None:
+        key = os.path.normcase(os.path.realpath(f))
+        if key not in seen:
+            seen.add(key)
+            files.append(f)
+
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
@@ -74,53 +89,116 @@ def collect_inputs(paths: List[str], recursive: bool = False) -> Tuple[List[Path
                            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
                 errors.append(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            files.extend(found)
+            for f in found:
+                add(f)
         elif path.exists():
-            files.append(path)
+            add(path)
         else:
             errors.append(f"{path}: no such file or folder")
     return files, errors
 
 
 def _stems(files: List[Path]) -> Dict[Path, str]:
-    """Output name stems: the file stem, with the extension added where two inputs share a stem."""
-    seen: Dict[str, int] = {}
-    for f in files:
-        seen[f.stem] = seen.get(f.stem, 0) + 1
+    """Output name stems, unique within the run by construction (ignoring case, for case-insensitive disks).
+
+    The file stem; where inputs share it, the extension is added if theirs differ, then as many parent
+    folder names as tell them apart (``a/s/x.png``, ``b/s/x.png`` -> ``a_s_x``, ``b_s_x``); a counter
+    settles anything left.
+    """
+    stems = [f.stem.lower() for f in files]
+    exts = [f.suffix.lower() for f in files]
+    ext_needed = [any(t == s and e != x for t, e in zip(stems, exts)) for s, x in zip(stems, exts)]
+    folders = [Path(os.path.realpath(f)).parent.parts[1:] for f in files]
+
+    def name(i: int, depth: int) -> str:
+        f = files[i]
+        stem = f"{f.stem}_{exts[i].lstrip('.')}" if ext_needed[i] and depth else f.stem
+        parents = folders[i][max(0, len(folders[i]) - depth + 1):] if depth > 1 else ()
+        return "_".join([*parents, stem])
+
+    depth = [0] * len(files)
+    for _ in range(max((len(p) for p in folders), default=0) + 2):
+        groups: Dict[str, set] = {}
+        names = [name(i, d).lower() for i, d in enumerate(depth)]
+        for i, n in enumerate(names):  # names that a longer name can tell apart (not just by case)
+            groups.setdefault(n, set()).add((folders[i], exts[i]))
+        clash = [len(groups[n]) > 1 for n in names]
+        if not any(clash):
+            break
+        depth = [d + 1 if c else d for d, c in zip(depth, clash)]
     out: Dict[Path, str] = {}
-    for f in files:
-        stem = f.stem if seen[f.stem] == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}"
-        if stem in out.values():  # same name in two folders
-            stem = f"{f.parent.name}_{stem}"
+    taken = set()
+    for i, f in enumerate(files):
+        base = stem = name(i, depth[i])
+        k = 1
+        while stem.lower() in taken:
+            k += 1
+            stem = f"{base}_{k}"
+        taken.add(stem.lower())
         out[f] = stem
     return out
 
 
 def _check_out_dir(out: Path) -> Optional[str]:
-    """None when ``out`` can be created and written, else the reason."""
+    """None when ``out`` is (or can be created as) a writable folder, else the reason."""
+    import tempfile
+
+    if out.exists() and not out.is_dir():
+        return f"--out {out} is an existing file, not a folder: choose a folder for the outputs"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".grainseg_write_test"
-        with open(probe, "xb"):
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".grainseg_write_test"):
             pass
-        probe.unlink()
-    except FileExistsError:
-        return None
     except OSError as err:
         return f"cannot write to output folder {out}: {err.strerror or err}"
     return None
 
 
 def _device(name: str) -> str:
-    import torch
+    from grainseg.devices import resolve_device
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    if not (name == "cpu" or name.startswith("cuda")):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
-    return name
+    return resolve_device(name, "--device")
+
+
+def _image_progress(files: List[Path], quiet: bool, tqdm):
+    """The images to loop over: a tqdm bar on a terminal, else one ``image i/n`` line on stderr each."""
+    if quiet:
+        return files
+    if sys.stderr.isatty():
+        return tqdm(files, desc="images", unit="image")
+
+    def lines():
+        for i, path in enumerate(files, 1):
+            print(f"{PROG}: image {i}/{len(files)}: {path}", file=sys.stderr, flush=True)
+            yield path
+
+    return lines()
+
+
+def _tile_progress(quiet: bool, every: int = TILE_LINE_EVERY):
+    """predict_proba's ``progress``: a tqdm bar on a terminal, else a line on stderr every ``every`` tiles."""
+    if quiet:
+        return False
+    if sys.stderr.isatty():
+        return True
+    printed = [0]
+
+    def report(done: int) -> None:
+        if done // every > printed[0]:
+            printed[0] = done // every
+            print(f"{PROG}: {done} tiles done", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _warn_absurd_g(path: Path, astm: Dict[str, object]) -> None:
+    """A warning line when an ASTM E112 G is outside the plausible range (usually a wrong --scale)."""
+    lo, hi = G_PLAUSIBLE
+    bad = [f"{k} {astm['G_' + k]:.1f}" for k in ("planimetric", "intercept")
+           if isinstance(astm.get("G_" + k), (int, float)) and not lo <= astm["G_" + k] <= hi]
+    if bad:
+        print(f"{PROG}: warning: {path}: G {', '.join(bad)} is outside the plausible range {lo}..{hi}; "
+              "check --scale (micrometres per pixel at the specimen)", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,8 +206,13 @@ def run(args: argparse.Namespace) -> int:
     if args.units == "um" and args.scale is None:
         _error("--units um needs --scale UM_PER_PX (micrometres per pixel); sizes stay in pixels without it")
         return 2
-    if args.scale is not None and not args.scale > 0:
-        _error(f"--scale must be a positive number of micrometres per pixel, got {args.scale}")
+    if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
+        _error(f"--scale must be a positive, finite number of micrometres per pixel, got {args.scale}")
+        return 2
+    try:
+        _device(args.device)
+    except ValueError as err:
+        _error(str(err))
         return 2
     if not 0 < args.threshold < 1 or not 0 <= args.overlap < 1 or args.batch_size < 1 or args.min_grain_area < 0:
         _error("--threshold must be in (0, 1), --overlap in [0, 1), --batch-size >= 1, --min-grain-area >= 0")
@@ -165,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
 
     failed = len(failures)
     stems = _stems(files)
-    bar = tqdm(files, desc="images", unit="image", disable=True if args.quiet else None)
+    bar = _image_progress(files, args.quiet, tqdm)
     for path in bar:
         stem = stems[path]
         try:
@@ -178,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
 
             image = read_image(path)
             prob = predict_proba(model, image, overlap=args.overlap, batch_size=args.batch_size, device=device,
-                                 amp=False if args.no_amp else None, progress=not args.quiet and sys.stderr.isatty())
+                                 amp=False if args.no_amp else None, progress=_tile_progress(args.quiet))
             report = GrainReport.from_probability(image, prob, scale=scale, threshold=args.threshold,
                                                   min_grain_area=args.min_grain_area, watershed=args.watershed,
                                                   model=info, source=str(path))
@@ -188,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
             gtxt = "G needs --scale" if scale is None else ", ".join(
                 f"G {k} {'n/a' if g['G_' + k] is None else format(g['G_' + k], '.2f')}" for k in ("planimetric", "intercept"))
             print(f"{path}: {s['grain_count']} grains, {gtxt} -> {out / stem}_*")
+            _warn_absurd_g(path, g)
         except Exception as err:
             failed += 1
             _error(f"{path}: {err}")

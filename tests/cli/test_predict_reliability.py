@@ -1,0 +1,101 @@
+"""``grainseg predict`` against a new user's mistakes: name clashes, repeated inputs, bad --out / --scale / --device."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
+from standin_model import StandInNet  # noqa: E402
+
+from grainseg.cli import main  # noqa: E402
+from grainseg.cli.predict import _stems, collect_inputs  # noqa: E402
+from grainseg.data.synthetic import make_micrograph  # noqa: E402
+
+
+@pytest.fixture()
+def standin(monkeypatch):
+    """predict loads a fixed stand-in net (bright interiors -> grains) instead of a saved model."""
+    calls = []
+
+    def load(spec=None, device=None, revision=None):
+        calls.append(spec)
+        return StandInNet(), {"id": "standin", "revision": None, "sha256": "0" * 64, "architecture": "StandInNet"}
+
+    monkeypatch.setattr("grainseg.inference.predict.load_model", load)
+    return calls
+
+
+def _image(path: Path, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(make_micrograph((64, 64), n_grains=6, boundary_width=3.0, seed=seed).image).save(path)
+    return path
+
+
+def test_same_file_name_in_three_folders_gives_three_sets_of_outputs(tmp_path, standin, capsys):
+    inputs = [_image(tmp_path / d / "s" / "x.png", seed) for seed, d in enumerate("abc")]
+    out = tmp_path / "out"
+    assert main(["predict", *map(str, inputs), "--out", str(out), "--overwrite", "--quiet"]) == 0
+    summaries = sorted(out.glob("*_summary.json"))
+    assert len(summaries) == 3
+    sources = {json.loads(p.read_text())["source"] for p in summaries}
+    assert sources == {str(p) for p in inputs}  # none overwrote another
+
+
+def test_stems_are_unique_by_construction():
+    files = [Path("a/s/x.png"), Path("b/s/x.png"), Path("c/s/x.png"), Path("a/s/x.tif"), Path("a/s/X.png"),
+             Path("s_x.png"), Path("y.png")]
+    stems = _stems(files)
+    assert len({s.lower() for s in stems.values()}) == len(files)
+    assert stems[Path("y.png")] == "y" and stems[Path("a/s/x.tif")] == "x_tif"
+    assert _stems([Path("d/x.png"), Path("d/x.tif")]) == {Path("d/x.png"): "x_png", Path("d/x.tif"): "x_tif"}
+
+
+def test_a_path_given_twice_is_processed_once(tmp_path, standin, capsys):
+    img = _image(tmp_path / "in" / "g.png", 1)
+    files, errors = collect_inputs([str(img), str(img.parent), str(tmp_path / "in" / "." / "g.png")])
+    assert files == [img] and errors == []
+    assert main(["predict", str(img), str(img), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert capsys.readouterr().out.count("grains") == 1
+
+
+def test_out_naming_an_existing_file_is_refused_before_loading(tmp_path, standin, capsys):
+    img = _image(tmp_path / "g.png", 1)
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("keep me")
+    assert main(["predict", str(img), "--out", str(blocker), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "existing file" in err and str(blocker) in err
+    assert standin == [] and blocker.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("scale", ["inf", "nan", "0", "-2"])
+def test_scale_must_be_finite_and_positive(tmp_path, standin, capsys, scale):
+    img = _image(tmp_path / "g.png", 1)
+    assert main(["predict", str(img), "--scale", scale, "--out", str(tmp_path / "o")]) == 2
+    assert "--scale" in capsys.readouterr().err and standin == []
+
+
+def test_bad_device_is_a_usage_error_not_a_model_error(tmp_path, standin, capsys):
+    img = _image(tmp_path / "g.png", 1)
+    assert main(["predict", str(img), "--device", "foo", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--device must be auto, cpu, cuda or cuda:N" in err and "cannot load model" not in err
+    assert standin == []
+
+
+def test_absurd_grain_size_number_warns(tmp_path, standin, capsys):
+    img = _image(tmp_path / "g.png", 1)
+    assert main(["predict", str(img), "--scale", "1e-5", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "outside the plausible range -3.0..20.0" in err and "--scale" in err
+
+
+def test_progress_lines_without_a_terminal(tmp_path, standin, capsys):
+    imgs = [_image(tmp_path / f"g{i}.png", i) for i in range(2)]
+    assert main(["predict", *map(str, imgs), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err  # captured: not a TTY
+    assert "image 1/2" in err and "image 2/2" in err
