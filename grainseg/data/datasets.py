@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from .io import IMAGE_EXTENSIONS, read_image, read_mask
 from .transforms import PairedAugment, preprocess_image, preprocess_mask
 
-__all__ = ["LAYOUTS", "SegmentationDataset", "find_pairs", "load_splits", "detect_layout", "random_crop"]
+__all__ = ["LAYOUTS", "SegmentationDataset", "find_pairs", "load_splits", "detect_layout", "random_crop", "image_size"]
 
 LAYOUTS = ("exone", "folders")
 SUBSETS = ("train", "val", "test")
@@ -132,6 +132,14 @@ def random_crop(image: Tensor, mask: Tensor, size: Sequence[int], generator: Opt
     return image[:, top:top + h, left:left + w].contiguous(), mask[:, top:top + h, left:left + w].contiguous()
 
 
+def image_size(path: PathLike) -> Tuple[int, int]:
+    """(H, W) of an image file from its header (decoding it only where no header reader knows the format)."""
+    from .io import image_header_size
+
+    size = image_header_size(Path(path))
+    return size if size is not None else tuple(read_image(path).shape[:2])
+
+
 class SegmentationDataset(Dataset):
     """Image / mask pairs of one subset of a split, preprocessed like the model expects.
 
@@ -223,17 +231,28 @@ class SegmentationDataset(Dataset):
 
     def image_sizes(self) -> List[Tuple[int, int]]:
         """(H, W) of every image, read from the file headers only."""
-        from PIL import Image
+        return [image_size(self.pairs[n][0]) for n in self.names]
 
-        sizes = []
-        for n in self.names:
-            path = self.pairs[n][0]
-            try:
-                with Image.open(path) as im:
-                    sizes.append((im.size[1], im.size[0]))
-            except Exception:  # e.g. a TIFF Pillow cannot open: decode it
-                sizes.append(tuple(read_image(path).shape[:2]))
-        return sizes
+    def check_pairs(self) -> Dict[str, List[str]]:
+        """Check every pair before training: ValueError naming the first mask whose size is not its image's.
+
+        Image sizes come from the file headers; masks are read (and binarised).  Returns the names of the
+        images whose mask has no grain-interior pixel (``"empty"``) and no boundary pixel (``"full"``):
+        many of either usually means a wrong ``polarity`` or ``threshold``.
+        """
+        found: Dict[str, List[str]] = {"empty": [], "full": []}
+        for name in self.names:
+            img_path, mask_path = self.pairs[name]
+            mask = read_mask(mask_path, threshold=self.threshold, polarity=self.polarity)
+            h, w = image_size(img_path)
+            if (h, w) != mask.shape:
+                raise ValueError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {img_path} is "
+                                 f"{w}x{h}; every mask must have its image's size")
+            if not mask.any():
+                found["empty"].append(name)
+            elif mask.all():
+                found["full"].append(name)
+        return found
 
     def common_image_size(self) -> Optional[List[int]]:
         """[H, W] when all images share one size, else None (recorded as ``train_image_size``)."""

@@ -5,15 +5,26 @@ per-image min-max normalisation in :func:`grainseg.data.transforms.preprocess_im
 dynamic range of 16-bit TIFFs.  ``read_mask`` turns a mask file into a {0, 1} uint8 array, thresholding
 JPEG artefacts; the result is always 1 = grain interior (the paper's positive class), whatever the
 file's convention (``polarity``: which class the file stores as bright / 1).
+
+Size limit: an image is refused (:class:`ImageTooLargeError`, a ValueError) when its header declares
+more than ``max_pixels`` pixels (H x W; default :data:`MAX_PIXELS`, 100 million, e.g. 10000 x 10000),
+before anything is decoded: a small compressed file can declare a huge image (a decompression bomb),
+and decoding a legitimate one that large takes tens of GB along the inference path.  Raise it for a
+huge micrograph with ``read_image(path, max_pixels=N)``, ``with pixel_limit(N):`` or the command
+line's ``--max-pixels N``.
 """
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "SUPPORTED_FORMATS", "read_image", "read_mask", "binarize_mask", "MASK_POLARITIES"]
+__all__ = ["IMAGE_EXTENSIONS", "SUPPORTED_FORMATS", "read_image", "read_mask", "binarize_mask", "MASK_POLARITIES",
+           "MAX_PIXELS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "pixel_limit", "image_header_size"]
 
 #: File suffixes read by :func:`read_image` (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -22,6 +33,71 @@ SUPPORTED_FORMATS = "PNG, JPEG, TIFF (8/16-bit, gray or RGB, float) and BMP"
 MASK_POLARITIES = ("grain", "boundary")
 
 PathLike = Union[str, Path]
+
+#: The default of :data:`MAX_PIXELS`.
+DEFAULT_MAX_PIXELS = 100_000_000
+#: Images declaring more pixels (H x W) than this are refused before decoding (see the module docstring).
+MAX_PIXELS = DEFAULT_MAX_PIXELS
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+class ImageTooLargeError(ValueError):
+    """The image header declares more pixels than the limit (``max_pixels`` / ``--max-pixels``)."""
+
+
+@contextlib.contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Within the block, :func:`read_image` refuses images over ``max_pixels`` pixels (instead of MAX_PIXELS)."""
+    global MAX_PIXELS
+    old, MAX_PIXELS = MAX_PIXELS, _check_limit(max_pixels)
+    try:
+        yield
+    finally:
+        MAX_PIXELS = old
+
+
+def _check_limit(max_pixels: object) -> int:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive int (pixels, H x W), got {max_pixels!r}")
+    return max_pixels
+
+
+def _limit_error(path: Path, shape: Tuple[int, ...], limit: int, what: str = "") -> ImageTooLargeError:
+    h, w = int(shape[0]), int(shape[1])
+    return ImageTooLargeError(
+        f"image {path} declares {w}x{h} = {h * w:,} pixels{what}, over the limit of {limit:,}: not decoded. "
+        "If it is a real micrograph, raise the limit (--max-pixels N, or read_image(path, max_pixels=N))")
+
+
+@contextlib.contextmanager
+def _pillow_unlimited() -> Iterator[None]:
+    """Pillow's own decompression-bomb check off while a header is read (the caller checks the size)."""
+    from PIL import Image
+
+    with _PIL_LIMIT_LOCK:
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+def image_header_size(path: PathLike) -> Optional[Tuple[int, int]]:
+    """(H, W) declared by an image file's header, without decoding the pixels; None when unreadable."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(str(path)) as tif:
+                page = tif.pages[0]
+                return int(page.imagelength), int(page.imagewidth)
+        from PIL import Image
+
+        with _pillow_unlimited(), Image.open(path) as im:
+            return int(im.size[1]), int(im.size[0])
+    except Exception:  # not an image, or a format only the full decoder understands
+        return None
 
 
 def _unsupported(path: Path, why: str) -> ValueError:
@@ -51,20 +127,34 @@ def _to_hw_or_hwc3(arr: np.ndarray, path: Path) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def _read_tiff(path: Path) -> np.ndarray:
+def _read_tiff(path: Path, limit: int) -> np.ndarray:
     import tifffile
 
     try:
-        return np.asarray(tifffile.imread(str(path)))
+        with tifffile.TiffFile(str(path)) as tif:
+            page = tif.pages[0]
+            shape = (int(page.imagelength), int(page.imagewidth))
+            values = math.prod(int(n) for n in tif.series[0].shape) if tif.series else 0
+            if shape[0] * shape[1] > limit:
+                raise _limit_error(path, shape, limit)
+            if values > 4 * limit:  # a stack of pages, or many samples per pixel
+                raise _limit_error(path, shape, limit, f" in a series of {values:,} values")
+            return np.asarray(tif.asarray())
+    except ImageTooLargeError:
+        raise
     except Exception as err:  # corrupt or not a TIFF
         raise _unsupported(path, f"{type(err).__name__}: {err}") from err
 
 
-def _read_pillow(path: Path) -> np.ndarray:
+def _read_pillow(path: Path, limit: int) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with _pillow_unlimited():
+            im = Image.open(path)  # reads the header only
+        with im:
+            if im.size[0] * im.size[1] > limit:
+                raise _limit_error(path, (im.size[1], im.size[0]), limit)
             im.load()
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
                 im = im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB")
@@ -83,12 +173,14 @@ def _read_pillow(path: Path) -> np.ndarray:
     return arr
 
 
-def read_image(path: PathLike) -> np.ndarray:
+def read_image(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
     """Read a micrograph as an (H, W) or (H, W, 3) array, keeping its dtype (uint8, uint16 or float).
 
-    Raises FileNotFoundError when ``path`` does not exist and ValueError (naming the file and the
-    supported formats) when it cannot be decoded.
+    Raises FileNotFoundError when ``path`` does not exist, :class:`ImageTooLargeError` when its header
+    declares more than ``max_pixels`` pixels (default :data:`MAX_PIXELS`; checked before decoding) and
+    ValueError (naming the file and the supported formats) when it cannot be decoded.
     """
+    limit = _check_limit(MAX_PIXELS if max_pixels is None else max_pixels)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
@@ -96,9 +188,9 @@ def read_image(path: PathLike) -> np.ndarray:
     if suffix not in IMAGE_EXTENSIONS:
         raise _unsupported(path, f"unsupported file extension {path.suffix!r}")
     if suffix in (".tif", ".tiff"):
-        arr = _read_tiff(path)
+        arr = _read_tiff(path, limit)
     else:
-        arr = _read_pillow(path)
+        arr = _read_pillow(path, limit)
     return _to_hw_or_hwc3(arr, path)
 
 

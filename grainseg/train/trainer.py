@@ -11,8 +11,21 @@
   end of every epoch and every ``checkpoint_every`` steps; tensors and plain values only, read back
   with ``torch.load(weights_only=True)``).
 
-Runs are seeded: the epoch's sample order comes from a generator seeded with (seed, epoch) and each
-item's augmentation from (seed, epoch, index), so a resumed run continues the same sequence.  AMP
+Runs are seeded: the epoch's sample order comes from a generator seeded with (seed, epoch), each
+item's augmentation from (seed, epoch, index) and the global RNG (dropout, drop-path) is reseeded from
+(seed, epoch, step, rank) before every step, so a run resumed at any step, mid-epoch included, is
+bit-identical to an uninterrupted one.
+
+``resume=True`` refuses a configuration that changes what the optimiser does (:data:`RESUME_FIXED`:
+lr, batch size, data, crop size, schedule, ...; ``epochs`` too under the cosine schedule), naming the
+field; the fields of :data:`RESUME_CHANGEABLE` (epochs, patience, ...) may change and each change is
+recorded under ``resumes`` in metrics.json.  A checkpoint written before the configuration was recorded
+resumes without that check (a note says so).
+
+Before the first step every mask is checked against its image's size, and masks with no grain (or no
+boundary) pixel are warned about (a polarity mistake).  A loss over :data:`LOSS_WARNING` warns
+(divergence: lower the learning rate); the first non-finite loss stops the run (FloatingPointError,
+recorded as ``stopped_reason`` in metrics.json).  AMP
 (float16 autocast + gradient scaling) is used on CUDA.  Under ``torchrun`` the model is wrapped in
 DistributedDataParallel and each rank trains on its shard (``batch_size`` is per process).
 """
@@ -24,6 +37,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -44,6 +58,16 @@ METRICS_NAME = "metrics.json"
 BEST_DIR = "best"
 #: Learning-rate schedules: ``constant`` (the paper's Adam), ``cosine`` (linear warm-up, then cosine to 0).
 SCHEDULES = ("constant", "cosine")
+#: TrainConfig fields a resumed run must share with its checkpoint (they change what the optimiser does).
+RESUME_FIXED = ("model", "model_kwargs", "data", "split", "splits_file", "layout", "polarity", "threshold",
+                "batch_size", "lr", "weight_decay", "loss", "schedule", "warmup_epochs", "seed", "augment",
+                "crop_size", "input_size")
+#: Fields a resumed run may change (each change is recorded in metrics.json); ``epochs`` is fixed under
+#: the cosine schedule, whose length it sets.
+RESUME_CHANGEABLE = ("epochs", "patience", "min_delta", "checkpoint_every", "num_workers", "device", "amp",
+                     "progress")
+#: A training loss above this warns that the run is diverging (the losses here are O(1) when training).
+LOSS_WARNING = 1e3
 
 
 def lr_at(cfg: "TrainConfig", epoch: int, step: int, steps_per_epoch: int) -> float:
@@ -122,15 +146,45 @@ class TrainConfig:
 
 
 def _device(name: str, info: dist_utils.DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(name)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", info.local_rank)
+    from grainseg.devices import resolve_device
+
+    dev = torch.device(resolve_device(name, "device"))
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", info.local_rank)
     return dev
+
+
+def _step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
+    """Seed of the global RNG for one step: a function of the position only (resume-proof)."""
+    return hash((seed, epoch, step, rank)) & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def _recorded_config(cfg: "TrainConfig") -> Dict[str, Any]:
+    """The configuration as a checkpoint records it (JSON values; data and splits file as absolute paths)."""
+    rec = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    rec["data"] = str(Path(cfg.data).resolve())
+    if cfg.splits_file is not None:
+        rec["splits_file"] = str(Path(cfg.splits_file).resolve())
+    return rec
+
+
+def _resume_changes(cfg: "TrainConfig", ckpt: Dict[str, Any], names: Dict[str, List[str]], path: Path) -> Dict[str, list]:
+    """Check a resumed run against its checkpoint: ValueError naming every fixed field that differs;
+    returns the changeable fields that differ, as {field: [checkpoint value, new value]}."""
+    old = ckpt["config"]
+    new = _recorded_config(cfg)
+    fixed = RESUME_FIXED + (("epochs",) if cfg.schedule == "cosine" else ())
+    bad = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in fixed if k in old and old[k] != new[k]]
+    for subset, now in names.items():
+        before = (ckpt.get("data_names") or {}).get(subset)
+        if before is not None and before != now:
+            gone, added = sorted(set(before) - set(now)), sorted(set(now) - set(before))
+            bad.append(f"data: the {subset} images differ ({len(added)} added, {len(gone)} removed"
+                       f"{', e.g. ' + repr((added or gone)[0]) if added or gone else ', order changed'})")
+    if bad:
+        raise ValueError(f"--resume: {path} was written by a run with other settings: {'; '.join(bad)}. "
+                         "Resume with the checkpoint's values, or start a new --out")
+    return {k: [old.get(k), new[k]] for k in RESUME_CHANGEABLE if k in old and old[k] != new[k]}
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
@@ -215,6 +269,21 @@ def train(config: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, A
         dist_utils.cleanup(info)
 
 
+def _warn_suspicious_masks(subset: str, ds: SegmentationDataset, warn: bool) -> None:
+    """Check every mask against its image (ValueError) and warn about masks without grain / boundary pixels."""
+    found = ds.check_pairs()
+    if not warn:
+        return
+    for kind, what in (("empty", "no grain-interior pixel"), ("full", "no boundary pixel")):
+        names = found[kind]
+        if names:
+            warnings.warn(
+                f"{len(names)} of {len(ds)} {subset} masks have {what} (e.g. {ds.mask_path(ds.names.index(names[0]))})"
+                f"; with polarity {ds.polarity!r} and threshold {ds.threshold} the mask pixels above the threshold "
+                f"are {'grain' if ds.polarity == 'grain' else 'boundary'}: check --polarity and --threshold",
+                UserWarning, stacklevel=3)
+
+
 def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistInfo) -> Dict[str, Any]:
     device = _device(cfg.device, info)
     out = Path(cfg.out)
@@ -235,6 +304,10 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     train_ds = SegmentationDataset(cfg.data, cfg.split, "train" if cfg.split else None, preprocessing=prep,
                                    augment=PairedAugment() if cfg.augment else None, crop_size=cfg.crop_size, **common)
     val_ds = SegmentationDataset(cfg.data, cfg.split, "val" if cfg.split else None, preprocessing=prep, **common)
+    if len(train_ds) == 0:
+        raise ValueError(f"the training set of {cfg.data} (split {cfg.split!r}) holds no images")
+    for subset, ds in (("training", train_ds), ("validation", val_ds)):
+        _warn_suspicious_masks(subset, ds, info.is_main)
     prep["train_image_size"] = train_ds.common_image_size()
     if hasattr(base, "preprocessing"):
         from grainseg.models.base import normalize_preprocessing
@@ -251,17 +324,32 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     state = {"epoch": 0, "step_in_epoch": 0, "loss_sum": 0.0, "seen": 0, "best_val_loss": math.inf,
-             "best_epoch": None, "bad_epochs": 0, "history": [], "stopped_early": False, "epoch_seconds": 0.0}
+             "best_epoch": None, "bad_epochs": 0, "history": [], "stopped_early": False, "epoch_seconds": 0.0,
+             "resumes": [], "stopped_reason": None}
+    data_names = {"train": list(train_ds.names), "val": list(val_ds.names)}
+    say = print if info.is_main else (lambda *a, **k: None)
     if cfg.resume:
         ckpt = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
         if ckpt.get("model_name") != cfg.model or ckpt.get("split") != cfg.split:
             raise ValueError(f"--resume: {out / CHECKPOINT_NAME} is a run of model {ckpt.get('model_name')!r} "
                              f"on split {ckpt.get('split')!r}, not {cfg.model!r} on {cfg.split!r}")
+        if ckpt.get("config") is not None:
+            changed = _resume_changes(cfg, ckpt, data_names, out / CHECKPOINT_NAME)
+        else:
+            changed = None
+            say(f"note: {out / CHECKPOINT_NAME} predates recorded run settings; resuming without checking that "
+                "lr, batch size, data and the rest match the original run", flush=True)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if use_amp and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         state.update(ckpt["loop"])
+        state["stopped_reason"] = None
+        state["resumes"] = list(state.get("resumes") or []) + [
+            {"epoch": state["epoch"], "step_in_epoch": state["step_in_epoch"], "changed": changed}]
+        if changed:
+            say(f"resuming with changed settings: {', '.join(f'{k} {a!r} -> {b!r}' for k, (a, b) in changed.items())}",
+                flush=True)
         torch.set_rng_state(ckpt["rng_cpu"])
         if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
@@ -278,6 +366,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "model_name": cfg.model, "split": cfg.split,
+            "config": _recorded_config(cfg), "data_names": data_names,
         }, out / CHECKPOINT_NAME)
 
     run_record = {"config": dataclasses.asdict(cfg), "world_size": info.world_size, "device": str(device),
@@ -288,11 +377,12 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     def write_metrics() -> None:
         if info.is_main:
             _atomic_write_json(out / METRICS_NAME, {**run_record, **{k: state[k] for k in (
-                "best_epoch", "best_val_loss", "stopped_early")}, "epochs": state["history"]})
+                "best_epoch", "best_val_loss", "stopped_early", "stopped_reason", "resumes")},
+                "epochs": state["history"]})
 
     loader_kw = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                      persistent_workers=False)
-    say = print if info.is_main else (lambda *a, **k: None)
+    warned = [False]
     say(f"training {cfg.model} on {device} (world size {info.world_size}, amp {use_amp}): "
         f"{len(train_ds)} train / {len(val_ds)} val images, batch {cfg.batch_size}, lr {cfg.lr}, loss {cfg.loss}",
         flush=True)
@@ -302,26 +392,36 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
         train_ds.set_epoch(epoch)
         batches = _batches(dist_utils.shard_indices(_epoch_order(len(train_ds), cfg.seed, epoch), info), cfg.batch_size)
         start_step = state["step_in_epoch"]
-        loader = DataLoader(train_ds, batch_sampler=batches[start_step:], **loader_kw)
+        loader = DataLoader(train_ds, batch_sampler=batches[start_step:], **loader_kw,
+                            generator=torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, -1, info.rank)))
         model.train()
         t0 = time.perf_counter() - state["epoch_seconds"]
         bar = _progress(len(batches), start_step, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and info.is_main)
         for step, batch in enumerate(loader, start=start_step):
             x = batch["image"].to(device, non_blocking=True)
             y = batch["mask"].to(device, non_blocking=True)
+            torch.manual_seed(_step_seed(cfg.seed, epoch, step, info.rank))  # dropout etc.: resume-proof
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 logits = model(x)
             loss = criterion(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                         "lower the learning rate")
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                state["stopped_reason"] = f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}"
+                write_metrics()
+                raise FloatingPointError(f"training stopped: loss became {value} at epoch {epoch + 1}, step "
+                                         f"{step + 1} (lr {lr_at(cfg, epoch, step, len(batches)):g}); lower --lr. "
+                                         f"The best checkpoint so far is kept in {out / BEST_DIR}")
+            if value > LOSS_WARNING and not warned[0]:
+                warned[0] = True
+                warnings.warn(f"training loss is {value:.3g} at epoch {epoch + 1}, step {step + 1}: the run is "
+                              f"diverging; lower the learning rate (lr {cfg.lr:g})", UserWarning, stacklevel=2)
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch, step, len(batches))
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            state["loss_sum"] += float(loss.detach()) * x.shape[0]
+            state["loss_sum"] += value * x.shape[0]
             state["seen"] += x.shape[0]
             state["step_in_epoch"] = step + 1
             elapsed = time.perf_counter() - t0

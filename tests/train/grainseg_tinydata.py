@@ -55,3 +55,12 @@ def tiny_model(**kw):
     from grainseg.models.registry import tiny_config
 
     return grainseg.create_model("unet", **{**tiny_config("unet"), "preprocessing": {"input_size": [TINY_SIZE, TINY_SIZE]}, **kw})
+
+
+def train_config(data, out, **kw):
+    """A TrainConfig for the tiny U-Net on the tiny "paper" split: one epoch, batch 2, lr 1e-3, no progress bar."""
+    from grainseg.train.trainer import TrainConfig
+
+    base = dict(data=str(data), out=str(out), model="unet", split="paper", epochs=1, batch_size=2, lr=1e-3,
+                progress=False, seed=0)
+    return TrainConfig(**{**base, **kw})

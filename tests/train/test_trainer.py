@@ -12,22 +12,14 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grainseg_tinydata import TINY_SIZE, tiny_model, write_tiny_exone  # noqa: E402
+from grainseg_tinydata import TINY_SIZE, tiny_model, train_config  # noqa: E402
 
 import grainseg  # noqa: E402
 from grainseg.train import trainer as trainer_mod  # noqa: E402
-from grainseg.train.trainer import TrainConfig, train  # noqa: E402
+from grainseg.train.trainer import train  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return write_tiny_exone(tmp_path_factory.mktemp("tiny") / "exone")
-
-
-def _cfg(data, out, **kw):
-    base = dict(data=str(data), out=str(out), model="unet", split="paper", epochs=1, batch_size=2, lr=1e-3,
-                progress=False, seed=0)
-    return TrainConfig(**{**base, **kw})
+_cfg = train_config
 
 
 def _weights(out):
