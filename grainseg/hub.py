@@ -79,11 +79,24 @@ def resolve_pretrained(
     from grainseg.weights import bundled_dir
 
     info = pretrained_info(name)
+    if info is None and "/" not in name:
+        _refuse_architecture_name(name)
     if info and info.get("bundled") and revision is None and not force_download:
         local = bundled_dir(info["bundled"])
         if local is not None:
             return _local_files(local)
     return _hub_files(name, revision, cache_dir, local_files_only, token, force_download)
+
+
+def _refuse_architecture_name(name: str) -> None:
+    """A registered model name is an architecture, not weights: say so at once instead of asking the Hub."""
+    from grainseg.models.registry import is_registered_name, list_pretrained
+
+    if is_registered_name(name):
+        have = ", ".join(list_pretrained()) or "none"
+        raise PretrainedNotFoundError(
+            f"{name!r} is a model architecture without pretrained weights. Models with weights: {have}; or "
+            f"pass a folder saved with save_pretrained(), such as the best/ folder of `grainseg train --model {name}`")
 
 
 def _hub_files(
@@ -133,9 +146,12 @@ def _hub_files(
 
 
 def read_config(config_path: Union[str, Path]) -> Dict[str, Any]:
-    """Parse a config.json into a dict (ValueError when it is not a JSON object)."""
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
+    """Parse a config.json into a dict (ValueError naming the file when it is not a JSON object)."""
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{config_path} is not valid JSON: {err}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
     return config
@@ -157,7 +173,7 @@ def load_pretrained(
     """Build and load a saved model; ``cls`` None (or the base class) picks it from config.json."""
     from safetensors.torch import load_file
 
-    from grainseg.models.base import SegmentationModel
+    from grainseg.models.base import SegmentationModel, check_state_dict, restoring_saved_weights
     from grainseg.models.registry import get_model_class
 
     config_path, weights_path = resolve_pretrained(
@@ -178,9 +194,53 @@ def load_pretrained(
         raise ValueError(
             f"{name_or_path} holds a {arch}, not a {cls.__name__}; use grainseg.from_pretrained() or {arch}.from_pretrained()"
         )
-    model = cls.from_config(config, **model_kwargs)
-    model.load_weights(load_file(str(weights_path), device="cpu"), strict=strict)
+    # shapes first, from the safetensors header and a model on the meta device: a config that does not fit
+    # the weights (say "dims": 1024 next to a small file) is refused before anything is allocated
+    header = _header_shapes(weights_path)
+    expected = _expected_state(cls, config, model_kwargs)
+    missing: list = []
+    if expected is not None:
+        missing, _ = check_state_dict(expected, header, strict, f"{cls.__name__} built from {config_path}",
+                                      source=str(weights_path))
+    offline = local_files_only or _offline()
+    with restoring_saved_weights(complete=expected is not None and not missing, local_files_only=offline):
+        model = cls.from_config(config, **model_kwargs)
+    state = load_file(str(weights_path), device="cpu")
+    _check_finite(state, weights_path)
+    model.load_weights(state, strict=strict)
     return model.to(map_location).eval()
+
+
+def _header_shapes(weights_path: Path) -> Dict[str, torch.Tensor]:
+    """The tensors of a safetensors file as meta tensors of their shapes (read from the header only)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt", device="cpu") as f:
+            return {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    except Exception as err:  # not a safetensors file, truncated header
+        raise ValueError(f"{weights_path} is not a readable safetensors file: {err}") from None
+
+
+def _expected_state(cls: type, config: Dict[str, Any], model_kwargs: Dict[str, Any]) -> Optional[Dict[str, torch.Tensor]]:
+    """The state dict (meta tensors) that ``config`` builds; None when the class cannot be built on meta."""
+    try:
+        with torch.device("meta"):
+            return dict(cls.from_config(config, **model_kwargs).state_dict())
+    except (ValueError, TypeError):
+        raise  # a config error: the real build would fail the same way
+    except Exception:  # a constructor that needs real tensors: the shapes are checked after building
+        return None
+
+
+def _check_finite(state: Dict[str, torch.Tensor], weights_path: Path) -> None:
+    """ValueError naming the file and the first tensor holding NaN or infinity."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        n = int((~torch.isfinite(state[bad[0]])).sum())
+        raise ValueError(f"{weights_path}: tensor {bad[0]!r} holds {n} NaN / infinite value(s)"
+                         f"{f' (and {len(bad) - 1} more tensor(s))' if len(bad) > 1 else ''}; these weights are "
+                         "broken (a diverged training run?) and would give wrong predictions")
 
 
 def from_pretrained(

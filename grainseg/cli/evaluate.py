@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -38,18 +39,33 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     return p
 
 
+def _check_writable(out: Path) -> None:
+    """PermissionError / NotADirectoryError / IsADirectoryError naming ``--json`` when ``out`` cannot be written."""
+    import tempfile
+
+    if out.is_dir():
+        raise IsADirectoryError(f"--json {out} is a folder; give a file path such as {out / 'evaluation.json'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".probe"):
+            pass
+    except OSError as err:
+        raise PermissionError(f"--json {out}: cannot write to {out.parent}: {err.strerror or err}") from None
+
+
 def run(args: argparse.Namespace) -> int:
-    import torch
 
     from grainseg.data.datasets import SegmentationDataset
+    from grainseg.devices import resolve_device
     from grainseg.inference import load_model
     from grainseg.train.evaluation import evaluate_model, format_table
 
     split = None if str(args.split).lower() == "none" else args.split
     out = Path(args.json_path or f"evaluation_{split or 'all'}_{args.subset if split else 'images'}.json")
+    _check_writable(out)  # before the evaluation, not after it
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it or choose another --json path")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device or "auto", "--device")
     model, info = load_model(args.model, device=device)
     ds = SegmentationDataset(args.data, split, args.subset if split else None, splits_file=args.splits_file,
                              in_chans=int(getattr(model, "in_chans", 3)), threshold=args.mask_threshold,
@@ -60,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     record = {"model": info, "data": str(Path(args.data).resolve()), "split": split,
               "subset": args.subset if split else None, "threshold": args.threshold,
               "tolerance_px": args.tolerance, "device": device, **result}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
     print(f"wrote {out}")
     return 0

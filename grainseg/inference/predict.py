@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -79,21 +79,26 @@ def predict_proba(
     batch_size: int = 4,
     device: Optional[Union[str, torch.device]] = None,
     amp: Optional[bool] = None,
-    progress: bool = False,
+    progress: Union[bool, Callable[[int], None]] = False,
 ) -> np.ndarray:
     """Grain-interior probability map (float32 (H, W) in [0, 1]) at the image's own resolution.
 
     ``image``: a file path or an (H, W) / (H, W, 3) array (uint8, uint16 or float).  ``model``: a grainseg
     model (its ``preprocessing`` and ``in_chans`` are used; any nn.Module returning logits works, with
     the default preprocessing).  ``device`` defaults to the model's; ``amp`` (float16 autocast) defaults to
-    on for CUDA.  See the module docstring for the scaling and tiling.
+    on for CUDA; ``progress``: True for a tqdm bar over tiles, or a callable given the number of tiles
+    done.  ValueError when the image or the resulting probability map holds NaN (a broken model would
+    otherwise look like an image without grains).  See the module docstring for the scaling and tiling.
     """
     from grainseg.data.transforms import preprocess_image
     from grainseg.models.base import normalize_preprocessing
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch nn.Module (e.g. from grainseg.from_pretrained), got {type(model).__name__}")
-    arr, _ = _load_image(image)
+    arr, source = _load_image(image)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"image {source or '(array)'} holds {int((~np.isfinite(arr)).sum())} NaN / infinite "
+                         "pixel(s); replace them before segmenting")
     prep = normalize_preprocessing(getattr(model, "preprocessing", None))
     in_chans = int(getattr(model, "in_chans", 3))
     h, w = arr.shape[:2]
@@ -115,6 +120,10 @@ def predict_proba(
         from grainseg.data.transforms import resize_image
 
         prob = resize_image(prob, (h, w))
+    bad = int(torch.isnan(prob).sum())
+    if bad:  # NaN > threshold is False: without this check a broken model reports "0 grains"
+        raise ValueError(f"the probability map of {source or 'the image'} holds {bad} NaN value(s): the model "
+                         f"({type(model).__name__}) produced non-finite logits; check its weights for NaN / inf")
     return prob[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from grainseg.ops import ss2d_scan
+from grainseg.ops._checks import MAX_D_STATE
 from grainseg.ops.reference import NUM_DIRECTIONS
 
 __all__ = ["SS2D"]
@@ -54,6 +55,9 @@ class SS2D(nn.Module):
         super().__init__()
         self.d_model = _positive_int(d_model, "d_model")
         self.d_state = _positive_int(d_state, "d_state")
+        if self.d_state > MAX_D_STATE:
+            raise ValueError(f"d_state must be at most {MAX_D_STATE} (the largest state the scan kernels support), "
+                             f"got {d_state}")
         self.d_conv = _positive_int(d_conv, "d_conv")
         if d_conv % 2 == 0:
             raise ValueError(f"d_conv must be odd (the conv keeps the map size), got {d_conv}")

@@ -32,10 +32,12 @@ Hub config records every argument and round-trips.  ``config.json`` also carries
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import json
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,9 @@ __all__ = [
     "normalize_preprocessing",
     "pad_to_multiple",
     "state_dict_mismatch",
+    "check_state_dict",
+    "restoring_saved_weights",
+    "saved_weights_policy",
 ]
 
 CONFIG_NAME = "config.json"
@@ -56,6 +61,8 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 #: Keys of config.json that are metadata, not __init__ arguments.
 CONFIG_METADATA_KEYS = ("architecture", "grainseg_version")
+_RESTORING: "contextvars.ContextVar[Optional[Dict[str, bool]]]" = contextvars.ContextVar("grainseg_restoring",
+                                                                                        default=None)
 
 #: The preprocessing record every model carries (per-image min-max to [0, 1]; the network's training
 #: input size; the size of the training images before resizing, filled in by the trainer).
@@ -122,8 +129,11 @@ def normalize_preprocessing(preprocessing: Optional[Mapping[str, Any]]) -> Dict[
     if not isinstance(preprocessing, Mapping):
         raise ValueError(f"preprocessing must be a dict or None, got {type(preprocessing).__name__}")
     out = {**copy.deepcopy(DEFAULT_PREPROCESSING), **copy.deepcopy(dict(preprocessing))}
-    if not isinstance(out["normalize"], str):
-        raise ValueError(f"preprocessing['normalize'] must be a string such as 'minmax', got {out['normalize']!r}")
+    from grainseg.data.transforms import NORMALIZATIONS
+
+    if not isinstance(out["normalize"], str) or out["normalize"] not in NORMALIZATIONS:
+        raise ValueError(f"preprocessing['normalize'] must be one of {', '.join(map(repr, NORMALIZATIONS))}, "
+                         f"got {out['normalize']!r}")
     out["input_size"] = _check_size_pair(out["input_size"], "input_size")
     out["train_image_size"] = _check_size_pair(out["train_image_size"], "train_image_size")
     return out
@@ -161,6 +171,42 @@ def check_can_save(save_directory: Path, overwrite: bool) -> None:
         raise FileExistsError(
             f"{save_directory} already holds {', '.join(existing)}; pass overwrite=True to replace them"
         )
+
+
+def check_state_dict(model_state: Mapping[str, Tensor], state_dict: Mapping[str, Tensor], strict: bool,
+                     model: str, source: str = "state dict") -> Tuple[list, list]:
+    """(missing, unexpected) keys; :class:`StateDictMismatchError` on wrong shapes (or, when strict, any
+    missing / unexpected key), listing them.  Only ``.shape`` is read: meta tensors work."""
+    missing, unexpected, shapes = state_dict_mismatch(model_state, state_dict)
+    if shapes or (strict and (missing or unexpected)):
+        parts = [f"{source} does not match {model} (strict={strict}):"]
+        if missing:
+            parts.append(_format_keys("missing keys", missing))
+        if unexpected:
+            parts.append(_format_keys("unexpected keys", unexpected))
+        if shapes:
+            parts.append(_format_keys("shape mismatches", shapes))
+        raise StateDictMismatchError("\n".join(parts))
+    return missing, unexpected
+
+
+@contextlib.contextmanager
+def restoring_saved_weights(complete: bool, local_files_only: bool = False) -> Iterator[None]:
+    """Within the block, models are being built to receive saved weights (``from_pretrained``).
+
+    ``complete``: the saved file holds every weight, so constructors need not fetch base weights (SAM's
+    ``base_weights``); otherwise they may, from the local cache only when ``local_files_only``.
+    """
+    token = _RESTORING.set({"complete": bool(complete), "local_files_only": bool(local_files_only)})
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
+
+
+def saved_weights_policy() -> Optional[Dict[str, bool]]:
+    """None, or {"complete", "local_files_only"} while :func:`restoring_saved_weights` is active."""
+    return _RESTORING.get()
 
 
 def _format_keys(title: str, keys: Sequence[str], limit: int = 25) -> str:
@@ -202,6 +248,26 @@ class SegmentationModel(
         """Logits for an input whose H and W are multiples of ``size_divisor`` (subclasses implement)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward_features")
 
+    def check_input(self, x: Any) -> None:
+        """TypeError / ValueError saying what ``model(x)`` expects: a floating-point torch tensor with the
+        weights' dtype (unless autocast is on) on the weights' device."""
+        expected = "a float32 torch.Tensor of shape (batch, channels, height, width)"
+        if not isinstance(x, Tensor):
+            hint = " (convert it with torch.from_numpy(array).float(), or use grainseg.predict_proba for images)" \
+                if type(x).__module__.startswith("numpy") else ""
+            raise TypeError(f"model input must be {expected}, got {type(x).__module__}.{type(x).__name__}{hint}")
+        if not x.is_floating_point():
+            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        param = next(self.parameters(), None)
+        if param is None:
+            return
+        if x.device != param.device:
+            raise ValueError(f"input is on {x.device} but the model's weights are on {param.device}; "
+                             f"move one of them (x.to({str(param.device)!r}) or model.to({str(x.device)!r}))")
+        if x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise ValueError(f"input has dtype {x.dtype} but the model's weights are {param.dtype}; pass "
+                             f"x.to({param.dtype}) (or convert the model with model.to({x.dtype}))")
+
     def adapt_channels(self, x: Tensor) -> Tensor:
         """Check ``x`` is (b, c, h, w) and match c to ``in_chans`` (1 -> repeat; 3 -> mean if in_chans is 1)."""
         if x.dim() != 4:
@@ -217,8 +283,7 @@ class SegmentationModel(
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (b, num_classes, h, w) for any h, w: pad to ``size_divisor``, run, crop back."""
-        if not x.is_floating_point():
-            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
+        self.check_input(x)
         x = self.adapt_channels(x)
         h, w = x.shape[-2:]
         out = self.forward_features(pad_to_multiple(x, self.size_divisor))
@@ -256,16 +321,7 @@ class SegmentationModel(
 
         Non-strict loading still refuses wrongly-shaped tensors.  Returns (missing, unexpected).
         """
-        missing, unexpected, shapes = state_dict_mismatch(self.state_dict(), state_dict)
-        if shapes or (strict and (missing or unexpected)):
-            parts = [f"state dict does not match {type(self).__name__} (strict={strict}):"]
-            if missing:
-                parts.append(_format_keys("missing keys", missing))
-            if unexpected:
-                parts.append(_format_keys("unexpected keys", unexpected))
-            if shapes:
-                parts.append(_format_keys("shape mismatches", shapes))
-            raise StateDictMismatchError("\n".join(parts))
+        missing, unexpected = check_state_dict(self.state_dict(), state_dict, strict, type(self).__name__)
         self.load_state_dict(dict(state_dict), strict=False)
         return missing, unexpected
 

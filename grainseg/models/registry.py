@@ -47,6 +47,8 @@ __all__ = [
     "get_model_class",
     "pretrained_info",
     "list_pretrained",
+    "register_unavailable",
+    "is_registered_name",
 ]
 
 _META_KEYS = ("paper_name", "paper_dice", "tiny", "description")
@@ -66,6 +68,8 @@ class _Entry:
 
 _MODELS: Dict[str, _Entry] = {}
 _PRETRAINED: Dict[str, Dict[str, Any]] = {}
+#: Models whose optional dependencies are missing: name -> how to install them.
+_UNAVAILABLE: Dict[str, str] = {}
 _loaded = False
 
 
@@ -161,8 +165,21 @@ def _ensure_loaded() -> None:
         raise
 
 
+def register_unavailable(name: str, install: str) -> None:
+    """Record a model that exists but whose optional dependencies are missing (``install`` says how)."""
+    _UNAVAILABLE[name] = install
+
+
+def is_registered_name(name: str) -> bool:
+    """True for a registered model name, including models whose optional dependencies are missing."""
+    _ensure_loaded()
+    return name in _MODELS or name in _UNAVAILABLE
+
+
 def _entry(name: str) -> _Entry:
     _ensure_loaded()
+    if name not in _MODELS and name in _UNAVAILABLE:
+        raise ImportError(f"model {name!r} needs optional dependencies that are not installed: {_UNAVAILABLE[name]}")
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
     return _MODELS[name]

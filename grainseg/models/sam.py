@@ -23,8 +23,9 @@ How an image is segmented
 Base weights
     ``base_weights`` (default ``facebook/sam-vit-base``) is loaded from the local Hugging Face cache, or
     downloaded when the cache lacks it; if neither works a warning is issued and SAM keeps its random
-    initialisation (a saved grainseg checkpoint then still restores every weight).  ``base_weights=None``
-    never touches the Hub (the tests use a tiny random ``sam_config``).  Building the model on the meta device
+    initialisation (a saved grainseg checkpoint then still restores every weight).  A saved model folder
+    (``from_pretrained``) holds every weight, so loading it never fetches base weights: no network, no
+    warning.  ``base_weights=None`` never touches the Hub (the tests use a tiny random ``sam_config``).  Building the model on the meta device
     (parameter counting) never loads weights.
 """
 from __future__ import annotations
@@ -39,8 +40,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..layers._args import check_positive_int, check_probability
-from .base import SegmentationModel
-from .registry import register_model
+from .base import SegmentationModel, saved_weights_policy
+from .registry import register_model, register_unavailable
 
 __all__ = ["SAM", "SAMLoRA", "SplitQKV", "sam_available", "DEFAULT_SAM_WEIGHTS", "TINY_SAM_CONFIG"]
 
@@ -123,15 +124,18 @@ class _SAMBase(SegmentationModel):
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD).view(1, 3, 1, 1), persistent=False)
         self.base_weights_loaded = False
-        if base_weights is not None and not _on_meta_device():
-            self.base_weights_loaded = self._load_base_weights(base_weights)
+        policy = saved_weights_policy()  # set by from_pretrained, which restores every weight afterwards
+        if base_weights is not None and not _on_meta_device() and not (policy and policy["complete"]):
+            self.base_weights_loaded = self._load_base_weights(
+                base_weights, local_files_only=bool(policy and policy["local_files_only"]))
 
-    def _load_base_weights(self, repo_id: str) -> bool:
-        """Copy pretrained SAM weights (cache first, then the Hub) into ``self.sam``; warn and go on without."""
+    def _load_base_weights(self, repo_id: str, local_files_only: bool = False) -> bool:
+        """Copy pretrained SAM weights (cache first, then the Hub unless ``local_files_only``) into ``self.sam``;
+        warn and go on without."""
         from transformers import SamModel
 
         last_error: Optional[Exception] = None
-        for local_only in (True, False):
+        for local_only in ((True,) if local_files_only else (True, False)):
             try:
                 pretrained = SamModel.from_pretrained(repo_id, local_files_only=local_only)
             except Exception as err:  # not cached / offline / no such repo: try the next way
@@ -179,6 +183,8 @@ def _register_if_available(*args: Any, **kwargs: Any):
     """register_model when transformers and peft are installed; otherwise leave the class unregistered."""
     if sam_available():
         return register_model(*args, **kwargs)
+    missing = [m for m in ("transformers", "peft") if importlib.util.find_spec(m) is None]
+    register_unavailable(args[0], f"pip install 'grainseg[sam]' (it needs {', '.join(missing)})")
     return lambda cls: cls
 
 

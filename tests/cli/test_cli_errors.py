@@ -71,3 +71,20 @@ def test_keyboard_interrupt_is_one_line_exit_130(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == "grainseg train: interrupted"
 
 
+
+
+def test_evaluate_checks_the_json_path_before_evaluating(tmp_path, capsys, monkeypatch):
+    import grainseg.train.evaluation as evaluation
+
+    data = write_tiny_exone(tmp_path / "exone")
+    monkeypatch.setattr(evaluation, "evaluate_model", lambda *a, **k: pytest.fail("evaluated first"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    args = ["evaluate", "--data", str(data), "--json", str(blocker / "sub" / "e.json")]
+    assert main(args, catch_errors=True) == 2
+    assert "--json" in _one_error_line(capsys, "grainseg evaluate")
+    assert main(["evaluate", "--data", str(data), "--json", str(tmp_path)], catch_errors=True) == 2
+    assert "is a folder" in _one_error_line(capsys, "grainseg evaluate")
+    assert main(["evaluate", "--data", str(data), "--json", str(tmp_path / "e.json"), "--device", "foo"],
+                catch_errors=True) == 2
+    assert "--device must be" in _one_error_line(capsys, "grainseg evaluate")
