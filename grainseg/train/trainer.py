@@ -187,16 +187,23 @@ def _resume_changes(cfg: "TrainConfig", ckpt: Dict[str, Any], names: Dict[str, L
     return {k: [old.get(k), new[k]] for k in RESUME_CHANGEABLE if k in old and old[k] != new[k]}
 
 
-def _atomic_write_json(path: Path, obj: Any) -> None:
+def _atomic_write(path: Path, write) -> None:
+    """``write(tmp)`` then rename onto ``path``; an interrupt leaves ``path`` as it was and no temporary file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8"))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    _atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> List[int]:

@@ -99,3 +99,13 @@ def test_progress_lines_without_a_terminal(tmp_path, standin, capsys):
     assert main(["predict", *map(str, imgs), "--out", str(tmp_path / "o")]) == 0
     err = capsys.readouterr().err  # captured: not a TTY
     assert "image 1/2" in err and "image 2/2" in err
+
+
+def test_tile_progress_lines_without_a_terminal(capsys):
+    from grainseg.cli.predict import _tile_progress
+
+    assert _tile_progress(True) is False
+    report = _tile_progress(False, every=4)  # stderr is captured: not a TTY
+    for done in (2, 4, 6, 8, 9):
+        report(done)
+    assert capsys.readouterr().err.splitlines() == ["grainseg predict: 4 tiles done", "grainseg predict: 8 tiles done"]

@@ -189,3 +189,19 @@ def test_divergence_warns_and_the_first_non_finite_loss_stops(tiny_data, tmp_pat
 def test_bad_device_names_the_field(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'foo'"):
         train(_cfg(tiny_data, tmp_path / "run", device="foo"), model=_seeded())
+
+
+def test_interrupted_checkpoint_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    trainer_mod._atomic_save({"a": torch.zeros(2)}, path)
+    real_save = torch.save
+
+    def interrupted(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer_mod._atomic_save({"a": torch.ones(2)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
