@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from grainseg.cli._grain_args import add_instance_args, instance_kwargs
+
 __all__ = ["add_parser", "run", "EXAMPLE_IMAGE", "collect_inputs"]
 
 #: The bundled sample micrograph (our own synthetic one), used by ``--example``.
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "sample_micrograph.png"
 
 PROG = "grainseg predict"
-#: ASTM E112 grain size numbers outside this range are physically implausible (a wrong --scale, mostly).
-G_PLAUSIBLE = (-3.0, 20.0)
 #: Without a terminal, a progress line is printed every this many tiles of one image.
 TILE_LINE_EVERY = 100
 
@@ -48,13 +48,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-amp", action="store_true", help="no float16 autocast on CUDA")
-    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold for grain interior")
-    p.add_argument("--watershed", action="store_true", help="split merged grains by a distance watershed")
-    p.add_argument("--min-grain-area", type=int, default=10, metavar="PX", help="drop interiors smaller than this")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass (default: %(default)s)")
     p.add_argument("--recursive", action="store_true", help="search folders recursively")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_instance_args(p)
     p.set_defaults(func=run)
     return p
 
@@ -191,16 +189,6 @@ def _tile_progress(quiet: bool, every: int = TILE_LINE_EVERY):
     return report
 
 
-def _warn_absurd_g(path: Path, astm: Dict[str, object]) -> None:
-    """A warning line when an ASTM E112 G is outside the plausible range (usually a wrong --scale)."""
-    lo, hi = G_PLAUSIBLE
-    bad = [f"{k} {astm['G_' + k]:.1f}" for k in ("planimetric", "intercept")
-           if isinstance(astm.get("G_" + k), (int, float)) and not lo <= astm["G_" + k] <= hi]
-    if bad:
-        print(f"{PROG}: warning: {path}: G {', '.join(bad)} is outside the plausible range {lo}..{hi}; "
-              "check --scale (micrometres per pixel at the specimen)", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
     """Run ``grainseg predict``; returns the exit code (0 ok, 1 some image failed, 2 usage error)."""
     if args.units == "um" and args.scale is None:
@@ -214,8 +202,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         _error(str(err))
         return 2
-    if not 0 < args.threshold < 1 or not 0 <= args.overlap < 1 or args.batch_size < 1 or args.min_grain_area < 0:
-        _error("--threshold must be in (0, 1), --overlap in [0, 1), --batch-size >= 1, --min-grain-area >= 0")
+    if not 0 <= args.overlap < 1 or args.batch_size < 1:
+        _error("--overlap must be in [0, 1) and --batch-size >= 1")
+        return 2
+    try:
+        grain_kw = instance_kwargs(args)
+    except ValueError as err:
+        _error(str(err))
         return 2
     scale = args.scale if args.units != "px" else None
     paths = list(args.paths) + ([str(EXAMPLE_IMAGE)] if args.example else [])
@@ -262,16 +255,16 @@ def run(args: argparse.Namespace) -> int:
             image = read_image(path)
             prob = predict_proba(model, image, overlap=args.overlap, batch_size=args.batch_size, device=device,
                                  amp=False if args.no_amp else None, progress=_tile_progress(args.quiet))
-            report = GrainReport.from_probability(image, prob, scale=scale, threshold=args.threshold,
-                                                  min_grain_area=args.min_grain_area, watershed=args.watershed,
-                                                  model=info, source=str(path))
+            report = GrainReport.from_probability(image, prob, scale=scale, model=info, source=str(path),
+                                                  **grain_kw)
             report.save(out, stem, overwrite=args.overwrite)
             s = report.summary
             g = s["astm_e112"]
             gtxt = "G needs --scale" if scale is None else ", ".join(
                 f"G {k} {'n/a' if g['G_' + k] is None else format(g['G_' + k], '.2f')}" for k in ("planimetric", "intercept"))
             print(f"{path}: {s['grain_count']} grains, {gtxt} -> {out / stem}_*")
-            _warn_absurd_g(path, g)
+            for line in report.warnings:
+                print(f"{PROG}: warning: {path}: {line}", file=sys.stderr)
         except Exception as err:
             failed += 1
             _error(f"{path}: {err}")

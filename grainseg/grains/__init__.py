@@ -8,11 +8,20 @@ from .astm import (  # noqa: F401
     jeffries_count,
     planimetric,
 )
+from .instances import GRAIN_METHODS, segment_grains  # noqa: F401
+from .intercepts import anisotropy, e112_pattern, intercept_from_counts, line_grid, pattern_intercepts  # noqa: F401
 from .report import GrainReport  # noqa: F401
 from .stats import column_names, grain_table, label_interiors, table_to_csv, tessellate_grains  # noqa: F401
 
 __all__ = [
     "GrainReport",
+    "segment_grains",
+    "GRAIN_METHODS",
+    "e112_pattern",
+    "line_grid",
+    "pattern_intercepts",
+    "intercept_from_counts",
+    "anisotropy",
     "label_interiors",
     "tessellate_grains",
     "grain_table",

@@ -185,6 +185,10 @@ def analyze(
     threshold: float = 0.5,
     min_grain_area: int = 10,
     watershed: bool = False,
+    method: str = "watershed",
+    core: float = 0.8,
+    sigma: float = 1.0,
+    min_core_frac: float = 0.05,
     device: Optional[Union[str, torch.device]] = None,
     overlap: float = 0.25,
     batch_size: int = 4,
@@ -195,8 +199,10 @@ def analyze(
 
     ``model``: a loaded model, a name / Hub id / directory, or None for the embedded default.
     ``scale``: micrometres per pixel; with it sizes are in um and ASTM E112 G is computed, without it
-    sizes are in pixels and G is None (the summary says why).  ``threshold`` binarises the probability;
-    interiors smaller than ``min_grain_area`` px are dropped; ``watershed`` splits merged grains.
+    sizes are in pixels and G is None (the summary says why).  ``method``, ``threshold``, ``core``,
+    ``sigma``, ``min_core_frac``, ``min_grain_area``, ``watershed``: how grains are found in the
+    probability (:func:`grainseg.grains.instances.segment_grains`; the default floods the boundary
+    probability from high-probability cores, which closes boundary gaps).
     """
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
         raise ValueError(f"scale must be a positive number of micrometres per pixel, got {scale!r}")
@@ -208,4 +214,5 @@ def analyze(
     arr, source = _load_image(image)
     prob = predict_proba(model, arr, overlap=overlap, batch_size=batch_size, device=device, amp=amp, progress=progress)
     return GrainReport.from_probability(arr, prob, scale=None if scale is None else float(scale), threshold=threshold,
-                                        min_grain_area=min_grain_area, watershed=watershed, model=info, source=source)
+                                        min_grain_area=min_grain_area, watershed=watershed, method=method, core=core,
+                                        sigma=sigma, min_core_frac=min_core_frac, model=info, source=source)

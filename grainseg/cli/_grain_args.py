@@ -1,0 +1,39 @@
+"""The grain-instance options shared by ``grainseg predict`` and ``grainseg validate``."""
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict
+
+from grainseg.grains.instances import DEFAULT_INSTANCE_PARAMS, GRAIN_METHODS, check_instance_params
+
+__all__ = ["add_instance_args", "instance_kwargs"]
+
+
+def add_instance_args(p: argparse.ArgumentParser) -> None:
+    """Add --method, --threshold, --core, --sigma, --min-core-frac, --min-grain-area, --watershed."""
+    d = DEFAULT_INSTANCE_PARAMS
+    g = p.add_argument_group("grain instances (see docs/analysis.md)")
+    g.add_argument("--method", choices=GRAIN_METHODS, default=d["method"],
+                   help="watershed: flood the boundary probability from high-probability cores (closes gaps; "
+                        "default); threshold: connected components of probability > --threshold")
+    g.add_argument("--threshold", type=float, default=d["threshold"], help="probability threshold for grain interior")
+    g.add_argument("--core", type=float, default=d["core"], help="watershed: probability of a grain core (marker)")
+    g.add_argument("--sigma", type=float, default=d["sigma"], help="watershed: Gaussian smoothing of the probability, px")
+    g.add_argument("--min-core-frac", type=float, default=d["min_core_frac"],
+                   help="watershed: drop cores smaller than this fraction of the median core area")
+    g.add_argument("--min-grain-area", type=int, default=d["min_grain_area"], metavar="PX",
+                   help="merge (watershed) or drop (threshold) grains smaller than this")
+    g.add_argument("--watershed", action="store_true",
+                   help="threshold method only: split merged interiors by a distance-transform watershed")
+
+
+def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
+    """Keyword arguments of GrainReport.from_probability; ValueError naming a bad option."""
+    try:
+        check_instance_params(args.method, args.threshold, args.core, args.sigma, args.min_core_frac,
+                              args.min_grain_area)
+    except ValueError as err:
+        name = str(err).split(" ", 1)[0]
+        raise ValueError(f"--{name.replace('_', '-')}: {str(err).split(' ', 1)[1]}") from None
+    return {"method": args.method, "threshold": args.threshold, "core": args.core, "sigma": args.sigma,
+            "min_core_frac": args.min_core_frac, "min_grain_area": args.min_grain_area, "watershed": args.watershed}

@@ -1,0 +1,119 @@
+"""Grain instances from probabilities (gap closing) and intercept counts that need no closed grains."""
+import math
+
+import numpy as np
+import pytest
+
+from grainseg.grains import GrainReport, e112_pattern, intercept_from_counts, line_grid, pattern_intercepts
+from grainseg.grains.instances import segment_grains
+from grainseg.grains.intercepts import anisotropy, count_boundary_runs
+from grainseg.grains.stats import label_interiors, tessellate_grains
+
+
+def _grid_mask(shape=(240, 240), cell=40, width=4, gap=0, gap_value=1.0):
+    """A square grain grid (1 = interior); ``gap`` px holes (set to ``gap_value``) cut in every
+    vertical boundary segment, at a row that varies from segment to segment."""
+    m = np.ones(shape, np.float32)
+    for k in range(cell, shape[0], cell):
+        m[k - width // 2:k + width // 2, :] = 0
+        m[:, k - width // 2:k + width // 2] = 0
+    if gap:
+        for i, k in enumerate(range(cell, shape[1], cell)):
+            for j, r in enumerate(range(cell // 2, shape[0], cell)):
+                r += (7 * i + 3 * j) % 11 - 5
+                m[r - gap // 2:r + gap // 2 + 1, k - width // 2:k + width // 2] = gap_value
+    return m
+
+
+def test_watershed_closes_boundary_gaps_that_merge_connected_components():
+    closed = _grid_mask()
+    # the model half-saw the boundary at the gaps: probability 0.6, above the 0.5 threshold
+    prob = _grid_mask(gap=3, gap_value=0.6) * 0.9 + 0.05
+    n_true = label_interiors(closed > 0.5).max()
+    assert n_true == 36
+    assert label_interiors(prob > 0.5).max() < n_true / 4        # the gaps merge rows of grains
+    _, grains = segment_grains(prob, "watershed")
+    assert len(np.unique(grains)) == n_true                        # every grain back
+    _, thr = segment_grains(prob, "threshold")
+    assert len(np.unique(thr)) < n_true / 4
+
+
+def test_small_pits_do_not_split_grains_but_edge_grains_are_kept():
+    m = _grid_mask().astype(np.float32)
+    m[60:63, 60:63] = 0.0                                        # a pit in a grain: not a new grain
+    _, grains = segment_grains(m)
+    assert len(np.unique(grains)) == 36
+    with pytest.raises(ValueError, match="core"):
+        segment_grains(m, core=1.5)
+    with pytest.raises(ValueError, match="method"):
+        segment_grains(m, method="magic")
+    with pytest.raises(ValueError, match="NaN"):
+        segment_grains(np.full((20, 20), np.nan, np.float32))
+
+
+def test_direct_count_survives_gaps_where_the_label_count_breaks():
+    closed, gapped = _grid_mask() > 0.5, _grid_mask(gap=3) > 0.5
+    paths = line_grid(closed.shape, 0, 17) + line_grid(closed.shape, 90, 17)
+    truth = pattern_intercepts(paths, boundary=~closed, grains=tessellate_grains(label_interiors(closed)))
+    gap = pattern_intercepts(paths, boundary=~gapped, grains=tessellate_grains(label_interiors(gapped)))
+    lengths = truth["lengths_px"]
+    assert truth["label"] != gap["label"] and truth["direct"] != gap["direct"]   # the gaps were crossed
+    g = lambda c: intercept_from_counts(c, lengths, scale=1.0)["G"]  # noqa: E731
+    assert g(truth["direct"]) == pytest.approx(g(truth["label"]), abs=0.05)   # closed: both agree
+    assert abs(g(gap["direct"]) - g(truth["direct"])) < 0.1                    # the direct count does not care
+    assert g(truth["label"]) - g(gap["label"]) > 0.5                           # the label count loses boundaries
+    # 5 vertical boundaries cross each horizontal line of a 240 px field: mean intercept 48 px... minus the
+    # lines that run inside a horizontal boundary, which count no crossing of it
+    l_px = intercept_from_counts(truth["direct"], lengths)["mean_intercept_px"]
+    assert 40 < l_px < 50
+
+
+def test_e112_pattern_geometry_and_small_images():
+    paths = e112_pattern((300, 400))
+    assert len(paths) == 7 and [p[2] for p in paths] == [True] * 3 + [False] * 4
+    res = pattern_intercepts(paths, boundary=np.zeros((300, 400), bool))
+    side = 299
+    circles = sum(res["lengths_px"][:3])
+    assert circles == pytest.approx(math.pi * 0.95 * side * (1 + 2 / 3 + 1 / 3), rel=0.01)
+    assert sum(res["lengths_px"][3:]) == pytest.approx(side * (2 + 2 * math.sqrt(2)), rel=0.01)
+    with pytest.raises(ValueError, match="too small"):
+        e112_pattern((5, 100))
+    few = intercept_from_counts([1, 2], [100, 100], scale=1.0)
+    assert few["warnings"] and "50" in few["warnings"][0]
+
+
+def test_boundary_run_counting_ends_and_closed_paths():
+    b = np.zeros((1, 10), bool)
+    b[0, [0, 1, 5]] = True
+    line = (np.zeros(10), np.arange(10.0), False)
+    assert count_boundary_runs(b, line) == 1.5            # a run cut by the line end counts 1/2
+    assert count_boundary_runs(b, (line[0], line[1], True)) == 2.0
+
+
+def test_anisotropy_of_elongated_grains():
+    m = np.ones((240, 240), np.uint8)
+    m[:, ::20] = 0                                         # vertical boundaries only: long along the columns
+    m[::60, :] = 0
+    a = anisotropy(m == 0, spacing=10)
+    assert a["anisotropy_index"] > 2.0
+    assert a["longest_intercept_angle_deg"] == 90.0
+    iso = anisotropy(_grid_mask() < 0.5, spacing=10, directions=2)
+    assert iso["anisotropy_index"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_report_says_which_count_g_uses_and_warns_on_no_grains():
+    from grainseg.data.synthetic import make_micrograph
+
+    s = make_micrograph((300, 300), n_grains=40, boundary_width=5, seed=1)
+    r = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=1.0)
+    e = r.summary["astm_e112"]
+    assert "label changes" in e["G_intercept_count"] and e["G_intercept_direct_e112"] is not None
+    assert abs(e["G_intercept_direct_e112"] - e["G_intercept"]) < 0.3
+    assert r.summary["instances"]["method"] == "watershed"
+    empty = GrainReport.from_probability(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.float32), scale=1.0)
+    assert empty.grain_count == 0 and any("no grains" in w for w in empty.summary["warnings"])
+    assert empty.summary["astm_e112"]["G_planimetric"] is None
+    one = GrainReport.from_probability(np.zeros((64, 64), np.uint8), np.ones((64, 64), np.float32), scale=1.0)
+    assert any("one grain" in w for w in one.summary["warnings"])
+    tiny = GrainReport.from_probability(np.zeros((6, 6), np.uint8), np.ones((6, 6), np.float32), scale=1.0)
+    assert any("too small" in w for w in tiny.summary["warnings"])
