@@ -22,9 +22,9 @@ import warnings
 from typing import List, Optional
 
 #: Command modules, in the order ``grainseg --help`` lists them.
-COMMANDS = ("predict", "train", "evaluate", "models", "bench")
+COMMANDS = ("predict", "validate", "train", "evaluate", "models", "bench")
 #: Commands that read images: they take ``--max-pixels``.
-IMAGE_COMMANDS = ("predict", "train", "evaluate")
+IMAGE_COMMANDS = ("predict", "validate", "train", "evaluate")
 #: Exceptions that mean the user asked for something that cannot be done (exit 2, one line).
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError, ImportError)

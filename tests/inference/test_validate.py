@@ -1,0 +1,127 @@
+"""grainseg validate: stitching tiles, grain-level metrics, dG, outputs, bad input."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from standin_model import StandInNet  # noqa: E402
+
+from grainseg.data.synthetic import make_micrograph  # noqa: E402
+from grainseg.inference.validate import collect_labelled, validate, write_outputs  # noqa: E402
+
+
+def _write_tiled(root: Path, sources=(1, 2), grid=(2, 3), tile=96, seed=0):
+    """ExONE layout: each source micrograph cut into grid tiles RG{s}_{r}_{c}; splits.json 'grouped'."""
+    (root / "RG").mkdir(parents=True)
+    (root / "RGMask").mkdir()
+    names = {}
+    for s in sources:
+        h, w = grid[0] * tile, grid[1] * tile
+        m = make_micrograph((h, w), n_grains=30, boundary_width=5, seed=seed + s)
+        img = m.image if m.image.ndim == 3 else np.repeat(m.image[..., None], 3, -1)
+        names[s] = []
+        for r in range(grid[0]):
+            for c in range(grid[1]):
+                sl = (slice(r * tile, (r + 1) * tile), slice(c * tile, (c + 1) * tile))
+                n = f"RG{s}_{r + 1}_{c + 1}"
+                Image.fromarray(img[sl].astype(np.uint8)).save(root / "RG" / f"{n}.png")
+                Image.fromarray((m.mask[sl] * 255).astype(np.uint8)).save(root / "RGMask" / f"RGMask{n[2:]}.png")
+                names[s].append(f"{n}.png")
+    (root / "splits.json").write_text(json.dumps({"grouped": {"train": names[sources[0]], "val": [], "test":
+                                                             sum((names[s] for s in sources[1:]), [])}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiled(tmp_path_factory):
+    return _write_tiled(tmp_path_factory.mktemp("val") / "exone")
+
+
+def test_tiles_are_stitched_into_micrographs(tiled):
+    items = collect_labelled(tiled)
+    assert [i.name for i in items] == ["RG1", "RG2"]
+    image, mask = items[0].load()
+    assert image.shape[:2] == mask.shape == (192, 288)
+    assert len(collect_labelled(tiled, stitch="never")) == 12
+    test = collect_labelled(tiled, "grouped", "test")
+    assert [i.name for i in test] == ["RG2"]
+    # an incomplete grid is measured tile by tile
+    (tiled / "RG" / "RG2_2_3.png").rename(tiled / "RG2_2_3.png")
+    (tiled / "RGMask" / "RGMask2_2_3.png").rename(tiled / "RGMask2_2_3.png")
+    try:
+        names = [i.name for i in collect_labelled(tiled)]
+        assert names[0] == "RG1" and len(names) == 6 and "RG2_1_1" in names
+    finally:
+        (tiled / "RG2_2_3.png").rename(tiled / "RG" / "RG2_2_3.png")
+        (tiled / "RGMask2_2_3.png").rename(tiled / "RGMask" / "RGMask2_2_3.png")
+
+
+def test_validate_rows_summary_and_outputs(tiled, tmp_path):
+    model = StandInNet(preprocessing={"normalize": "minmax", "input_size": [96, 96], "train_image_size": [96, 96]})
+    items = collect_labelled(tiled)
+    res = validate(model, items, keep_maps=True)
+    rows, s = res["rows"], res["summary"]
+    assert len(rows) == 2 and s["n_images"] == 2
+    for r in rows:
+        assert 0.5 < r["dice"] <= 1 and 0 <= r["adapted_rand_error"] <= 1 and r["vi_split"] >= 0
+        assert r["grains_true"] > 10 and r["dG_planimetric"] == pytest.approx(r["G_planimetric_pred"] - r["G_planimetric_true"])
+    assert s["mean_abs_dG_planimetric"] == pytest.approx(np.mean([abs(r["dG_planimetric"]) for r in rows]))
+    paths = write_outputs(res, tmp_path / "o", meta={"model": {"id": "standin"}})
+    rec = json.loads(paths["json"].read_text())
+    assert rec["model"]["id"] == "standin" and len(rec["images"]) == 2 and "mean_abs_dG_intercept" in rec["summary"]
+    assert paths["csv"].read_text().count("\n") == 3
+    panel = np.asarray(Image.open(paths["panel:RG1"]))
+    assert panel.shape[1] > 4 * 400 and panel.ndim == 3
+    with pytest.raises(FileExistsError):
+        write_outputs(res, tmp_path / "o")
+
+
+def test_a_perfect_prediction_has_zero_dg(tiled):
+    """A 'model' that returns the truth mask itself: dG = 0, ARE ~ 0, Dice 1."""
+    items = collect_labelled(tiled, "grouped", "test")
+    _, mask = items[0].load()
+
+    class Oracle(StandInNet):
+        def forward(self, x):
+            import torch
+            return (torch.from_numpy(mask).float()[None, None] * 20 - 10).expand(x.shape[0], 1, *x.shape[-2:])
+
+    oracle = Oracle(preprocessing={"normalize": "minmax", "input_size": list(mask.shape),
+                                   "train_image_size": list(mask.shape)})
+    res = validate(oracle, items, grain_kw={"method": "threshold"})
+    r = res["rows"][0]
+    assert r["dice"] == pytest.approx(1.0) and r["dG_planimetric"] == pytest.approx(0, abs=1e-9)
+    assert r["dG_intercept"] == pytest.approx(0, abs=1e-9) and r["adapted_rand_error"] < 1e-6
+
+
+def test_validate_cli_and_bad_input(tiled, tmp_path, capsys):
+    from grainseg.cli import main
+
+    with pytest.raises(ValueError, match="split 'nope'"):
+        main(["validate", "--data", str(tiled), "--split", "nope", "--out", str(tmp_path / "x")])
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        main(["validate", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
+    with pytest.raises(ValueError, match="--core"):
+        main(["validate", "--data", str(tiled), "--core", "2", "--out", str(tmp_path / "x")])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        main(["validate", "--data", str(tiled), "--out", str(tmp_path / "file")])
+
+
+def test_validate_cli_with_the_embedded_model_writes_json_csv_panels(tiled, tmp_path, capsys):
+    from grainseg.cli import main
+
+    out = tmp_path / "v"
+    assert main(["validate", "--data", str(tiled), "--split", "grouped", "--subset", "test", "--out", str(out),
+                 "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "mean |dG| planimetric" in text and "RG2" in text
+    rec = json.loads((out / "validation.json").read_text())
+    assert rec["model"]["id"] == "grainseg/vmunet-aspp-small-exone316l" and rec["split"] == "grouped"
+    assert rec["instances"]["method"] == "watershed" and (out / "RG2_panel.png").is_file()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        main(["validate", "--data", str(tiled), "--split", "grouped", "--out", str(out), "--quiet"])
