@@ -1,5 +1,8 @@
 """``grainseg train``: train a registered model on an image / mask folder with fixed splits.
 
+``--init MODEL_ID_OR_DIR`` starts from saved weights (fine-tuning; ``grainseg finetune`` is this
+with small-data defaults, see docs/finetune.md).
+
 Example (the paper's protocol)::
 
     grainseg train --model vmunet_aspp --data ../shared/data/exone316l --split paper --epochs 20 \\
@@ -37,26 +40,65 @@ def _json_dict(text: str) -> dict:
     return value
 
 
-def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
-    p = subparsers.add_parser("train", help="train a model on micrographs and masks",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="vmunet_aspp", help="registered model name (grainseg models)")
+#: The bundled default model, where ``grainseg finetune`` starts unless ``--init`` says otherwise.
+DEFAULT_INIT = "grainseg/vmunet-aspp-small-exone316l"
+#: ``grainseg finetune``'s defaults (small data, a pretrained start); everything else as ``train``.
+FINETUNE_DEFAULTS = dict(init=DEFAULT_INIT, split="auto", val_fraction=0.2, lr=1e-4, schedule="cosine",
+                         epochs=30, patience=10, batch_size=2, crop_size=[128, 128], freeze_encoder_epochs=2)
+
+FINETUNE_DOC = """``grainseg finetune``: adapt a pretrained model to a handful of your own labelled micrographs.
+
+``grainseg train`` with small-data defaults: starts from --init (default: the bundled
+grainseg/vmunet-aspp-small-exone316l), --lr 1e-4 with a cosine schedule over --epochs 30, the encoder
+frozen for the first 2 epochs (--freeze-encoder-epochs), random 128x128 crops of the resized images,
+the usual flips / rotations / brightness-contrast, and 20 % of the images (at least one) held out for
+validation when DATA/splits.json does not exist (--val-fraction, seeded by --split-seed).
+
+Example (images/ + masks/ with the same file stems; white boundary lines on black)::
+
+    grainseg finetune --data my_micrographs --polarity boundary --out runs/my_finetune
+
+See docs/finetune.md.
+"""
+
+
+def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
+    d = dict(FINETUNE_DEFAULTS) if finetune else {}
+    p.add_argument("--model", default=None,
+                   help="registered model name (grainseg models); default vmunet_aspp, or with --init the "
+                        "architecture of the --init model")
+    p.add_argument("--init", default=d.get("init"), metavar="MODEL_ID_OR_DIR",
+                   help="start from these weights: a registered pretrained id, a Hub id or a folder saved by "
+                        "save_pretrained (e.g. a run's best/)" + (f" (default {DEFAULT_INIT})" if finetune else ""))
     p.add_argument("--data", required=True, help="data folder: RG/ + RGMask/ (ExONE) or images/ + masks/")
-    p.add_argument("--split", default="paper", help="split name in DATA/splits.json; 'none' uses all images")
+    p.add_argument("--split", default=d.get("split", "paper"),
+                   help="split name in DATA/splits.json; 'none' uses all images (with --val-fraction, a held-out "
+                        "part validates); 'auto' the splits.json's only split if it exists, else 'none'")
     p.add_argument("--splits-file", default=None, help="splits.json to use instead of DATA/splits.json")
+    p.add_argument("--val-fraction", type=float, default=d.get("val_fraction"),
+                   help="without a split: hold out this fraction of the images (at least 1) for validation"
+                        + (" (default 0.2)" if finetune else " (default: validate on the training images)"))
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the --val-fraction hold-out")
     p.add_argument("--out", required=True, help="run directory (best/, metrics.json, checkpoint.pt)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=1, help="images per step (per process under torchrun)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+    p.add_argument("--epochs", type=int, default=d.get("epochs", 20))
+    p.add_argument("--batch-size", type=int, default=d.get("batch_size", 1),
+                   help="images per step (per process under torchrun)")
+    p.add_argument("--lr", type=float, default=d.get("lr", 1e-4), help="Adam learning rate")
+    p.add_argument("--schedule", choices=["constant", "cosine"], default=d.get("schedule", "constant"),
                    help="learning rate: constant (the paper's) or cosine decay to 0 over --epochs")
     p.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up before the cosine decay")
+    p.add_argument("--freeze-encoder-epochs", type=int, default=d.get("freeze_encoder_epochs", 0), metavar="N",
+                   help="freeze the encoder for the first N epochs (the decoder adapts first)")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--loss", default="bce", choices=["bce", "dice", "dicece"])
-    p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without val-loss improvement (0: off)")
+    p.add_argument("--patience", type=int, default=d.get("patience", 4),
+                   help="early stopping: epochs without val-loss improvement (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-augment", action="store_true", help="disable flips / rotations / brightness-contrast")
-    p.add_argument("--crop-size", type=_size, default=None,
+    p.add_argument("--augment-extra", default="", metavar="NAMES",
+                   help="extra robustness augmentations, comma-separated: scale, elastic, invert, grey, colour, "
+                        "gamma, blur, noise, jpeg (or all); off by default")
+    p.add_argument("--crop-size", type=_size, default=d.get("crop_size"),
                    help="train on random HxW crops of the resized images (validation uses full images)")
     p.add_argument("--input-size", type=_size, default=None, help="override the model's input size (default 256x256)")
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto", help="float16 autocast (CUDA only)")
@@ -70,6 +112,18 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     p.add_argument("--model-kwargs", type=_json_dict, default={}, help="JSON overrides of the model preset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train a model on micrographs and masks",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p, finetune=False)
+    f = subparsers.add_parser("finetune", help="fine-tune a pretrained model on a few labelled micrographs",
+                              description=FINETUNE_DOC, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(f, finetune=True)
+    from grainseg.cli import _add_common_options
+
+    _add_common_options("train", f)  # --max-pixels, as train (registered by the caller for "train" only)
     return p
 
 
@@ -84,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
         crop_size=args.crop_size, input_size=args.input_size, amp=args.amp, device=args.device,
         num_workers=args.num_workers, checkpoint_every=args.checkpoint_every, resume=args.resume,
         polarity=args.polarity, threshold=args.threshold, model_kwargs=args.model_kwargs,
-        progress=not args.no_progress,
+        progress=not args.no_progress, init=args.init, freeze_encoder_epochs=args.freeze_encoder_epochs,
+        val_fraction=args.val_fraction, split_seed=args.split_seed, augment_extra=args.augment_extra,
     )
     summary = train(cfg)
     import os

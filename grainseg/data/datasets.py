@@ -27,6 +27,8 @@ from .transforms import PairedAugment, preprocess_image, preprocess_mask
 __all__ = ["LAYOUTS", "SegmentationDataset", "find_pairs", "load_splits", "detect_layout", "random_crop", "image_size"]
 
 LAYOUTS = ("exone", "folders")
+#: A mask with more boundary than this fraction of its pixels looks inverted (see ``check_pairs``).
+INVERTED_BOUNDARY_FRACTION = 0.5
 SUBSETS = ("train", "val", "test")
 PathLike = Union[str, Path]
 
@@ -164,6 +166,7 @@ class SegmentationDataset(Dataset):
         threshold: float = 127,
         polarity: str = "grain",
         seed: int = 0,
+        select: Optional[Sequence[str]] = None,
     ) -> None:
         self.root = Path(root)
         self.layout = detect_layout(self.root) if layout == "auto" else layout
@@ -173,7 +176,14 @@ class SegmentationDataset(Dataset):
             if subset is not None:
                 raise ValueError(f"subset={subset!r} needs a split name (e.g. split='paper')")
             names = sorted(pairs)
+            if select is not None:
+                unknown = [n for n in select if n not in pairs]
+                if unknown:
+                    raise ValueError(f"{unknown[0]!r} is not an image (with a mask) under {self.root}")
+                names = [n for n in names if n in set(select)]
         else:
+            if select is not None:
+                raise ValueError("select (a list of image names) applies only without a split")
             if subset not in SUBSETS:
                 raise ValueError(f"subset must be one of {SUBSETS} when a split is given, got {subset!r}")
             sfile = Path(splits_file) if splits_file is not None else self.root / "splits.json"
@@ -237,10 +247,12 @@ class SegmentationDataset(Dataset):
         """Check every pair before training: ValueError naming the first mask whose size is not its image's.
 
         Image sizes come from the file headers; masks are read (and binarised).  Returns the names of the
-        images whose mask has no grain-interior pixel (``"empty"``) and no boundary pixel (``"full"``):
-        many of either usually means a wrong ``polarity`` or ``threshold``.
+        images whose mask has no grain-interior pixel (``"empty"``), no boundary pixel (``"full"``) and
+        more boundary than grain (``"inverted"``: over :data:`INVERTED_BOUNDARY_FRACTION` of the pixels
+        boundary, not empty; grain boundaries are a thin network, so such a mask is most likely read
+        with the wrong ``polarity``), and ``"boundary_fraction"``: {name: boundary fraction} of those.
         """
-        found: Dict[str, List[str]] = {"empty": [], "full": []}
+        found: Dict[str, Any] = {"empty": [], "full": [], "inverted": [], "boundary_fraction": {}}
         for name in self.names:
             img_path, mask_path = self.pairs[name]
             mask = read_mask(mask_path, threshold=self.threshold, polarity=self.polarity)
@@ -252,6 +264,9 @@ class SegmentationDataset(Dataset):
                 found["empty"].append(name)
             elif mask.all():
                 found["full"].append(name)
+            elif 1.0 - float(mask.mean()) > INVERTED_BOUNDARY_FRACTION:
+                found["inverted"].append(name)
+                found["boundary_fraction"][name] = 1.0 - float(mask.mean())
         return found
 
     def common_image_size(self) -> Optional[List[int]]:

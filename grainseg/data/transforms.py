@@ -8,7 +8,9 @@ every caller feeds the network exactly what the evaluation measured.
 
 :class:`PairedAugment` applies the training augmentations (flips, 90-degree rotations, small
 rotations, brightness / contrast) identically to an image and its mask, drawing its randomness from a
-``torch.Generator`` so runs are reproducible.
+``torch.Generator`` so runs are reproducible.  Optional robustness steps (``extra=``, off by default,
+:data:`EXTRA_AUGMENTATIONS`): magnification jitter (``scale``), elastic deformation, intensity
+inversion, greyscale, colour jitter, gamma, blur, noise and JPEG artefacts.
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ __all__ = [
     "preprocess_image",
     "preprocess_mask",
     "PairedAugment",
+    "EXTRA_AUGMENTATIONS",
+    "parse_extra",
+    "gaussian_blur",
+    "jpeg_roundtrip",
 ]
 
 #: Normalisations understood by :func:`normalize_image`.
@@ -183,6 +189,16 @@ class PairedAugment:
         brightness: float = 0.1,
         contrast: float = 0.1,
         photometric_p: float = 0.5,
+        extra: Sequence[str] = (),
+        extra_p: float = 0.5,
+        scale_range: Tuple[float, float] = (0.75, 1.33),
+        elastic_alpha: float = 4.0,
+        elastic_grid: int = 4,
+        gamma_range: Tuple[float, float] = (0.67, 1.5),
+        blur_sigma: Tuple[float, float] = (0.3, 1.5),
+        noise_std: float = 0.05,
+        colour: float = 0.1,
+        jpeg_quality: Tuple[int, int] = (30, 90),
     ) -> None:
         for name, p in (("hflip", hflip), ("vflip", vflip), ("rot90", rot90), ("rotate_p", rotate_p),
                         ("photometric_p", photometric_p)):
@@ -194,11 +210,29 @@ class PairedAugment:
         self.hflip, self.vflip, self.rot90 = float(hflip), float(vflip), float(rot90)
         self.rotate_deg, self.rotate_p = float(rotate_deg), float(rotate_p)
         self.brightness, self.contrast, self.photometric_p = float(brightness), float(contrast), float(photometric_p)
+        self.extra = parse_extra(extra)
+        if not 0.0 <= float(extra_p) <= 1.0:
+            raise ValueError(f"extra_p must be a probability in [0, 1], got {extra_p!r}")
+        self.extra_p = float(extra_p)
+        for name, (lo, hi) in (("scale_range", scale_range), ("gamma_range", gamma_range), ("blur_sigma", blur_sigma)):
+            if not 0 < float(lo) <= float(hi):
+                raise ValueError(f"{name} must be a (low, high) range of positive numbers, got {(lo, hi)!r}")
+        if not 1 <= int(jpeg_quality[0]) <= int(jpeg_quality[1]) <= 100:
+            raise ValueError(f"jpeg_quality must be a (low, high) range in 1..100, got {jpeg_quality!r}")
+        if float(elastic_alpha) < 0 or int(elastic_grid) < 2 or float(noise_std) < 0 or float(colour) < 0:
+            raise ValueError("elastic_alpha, noise_std and colour must be >= 0 and elastic_grid >= 2")
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.elastic_alpha, self.elastic_grid = float(elastic_alpha), int(elastic_grid)
+        self.gamma_range = (float(gamma_range[0]), float(gamma_range[1]))
+        self.blur_sigma = (float(blur_sigma[0]), float(blur_sigma[1]))
+        self.noise_std, self.colour = float(noise_std), float(colour)
+        self.jpeg_quality = (int(jpeg_quality[0]), int(jpeg_quality[1]))
 
     def __repr__(self) -> str:
         return (f"PairedAugment(hflip={self.hflip}, vflip={self.vflip}, rot90={self.rot90}, "
                 f"rotate_deg={self.rotate_deg}, rotate_p={self.rotate_p}, brightness={self.brightness}, "
-                f"contrast={self.contrast}, photometric_p={self.photometric_p})")
+                f"contrast={self.contrast}, photometric_p={self.photometric_p}, extra={list(self.extra)}, "
+                f"extra_p={self.extra_p})")
 
     @staticmethod
     def _u(g: Optional[torch.Generator]) -> float:
@@ -227,4 +261,140 @@ class PairedAugment:
             b = (2 * self._u(g) - 1) * self.brightness
             mean = image.mean()
             image = ((image - mean) * c + mean + b).clamp(0.0, 1.0)
+        # the extra (robustness) steps draw from the generator only when enabled, so runs without them
+        # see exactly the stream they saw before the steps existed
+        for name in EXTRA_ORDER:
+            if name in self.extra and self._u(g) < self.extra_p:
+                image, mask = getattr(self, f"_{name}")(image, mask, g)
         return image.contiguous(), mask.contiguous()
+
+    # ------------------------------------------------------------------ extra steps (image in [0, 1])
+    def _range(self, lo: float, hi: float, g: Optional[torch.Generator], log: bool = False) -> float:
+        u = self._u(g)
+        if log:
+            return math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        return lo + u * (hi - lo)
+
+    def _scale(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Magnification jitter: zoom about the centre by s (> 1 enlarges the grains), reflected borders."""
+        s = self._range(*self.scale_range, g, log=True)
+        theta = torch.tensor([[1.0 / s, 0.0, 0.0], [0.0, 1.0 / s, 0.0]], dtype=torch.float32)
+        grid = F.affine_grid(theta.unsqueeze(0), [1, 1, *image.shape[-2:]], align_corners=False)
+        return _warp_pair(image, mask, grid)
+
+    def _elastic(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Smooth random displacement (a ``elastic_grid`` x ``elastic_grid`` field of up to ``elastic_alpha``
+        px, upsampled bicubically) applied to image and mask."""
+        h, w = image.shape[-2:]
+        k = self.elastic_grid
+        coarse = torch.randn((1, 2, k, k), generator=g) * self.elastic_alpha
+        disp = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)[0]  # (2, h, w) pixels
+        ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h)
+        xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w)
+        gy, gx = torch.meshgrid(ys, xs, indexing="ij")
+        grid = torch.stack([gx + disp[1] * 2 / w, gy + disp[0] * 2 / h], -1).unsqueeze(0)
+        return _warp_pair(image, mask, grid)
+
+    def _invert(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Contrast polarity: bright boundaries become dark and vice versa (the mask stays grain interior)."""
+        return (1.0 - image).clamp(0.0, 1.0), mask
+
+    def _grey(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Colour to grey (the channel mean in every channel); a grey image is unchanged."""
+        return image.mean(0, keepdim=True).expand_as(image).contiguous(), mask
+
+    def _colour(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Colour jitter: a gain and an offset per channel, each up to ``colour``."""
+        c = image.shape[0]
+        gain = 1.0 + (2 * torch.rand((c, 1, 1), generator=g) - 1) * self.colour
+        offset = (2 * torch.rand((c, 1, 1), generator=g) - 1) * self.colour
+        return (image * gain + offset).clamp(0.0, 1.0), mask
+
+    def _gamma(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Gamma (log-uniform in ``gamma_range``): a non-linear tone change."""
+        return image.clamp(0.0, 1.0).pow(self._range(*self.gamma_range, g, log=True)), mask
+
+    def _blur(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Gaussian blur, sigma uniform in ``blur_sigma`` px (defocus, a lower resolution)."""
+        return gaussian_blur(image, self._range(*self.blur_sigma, g)), mask
+
+    def _noise(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """Additive Gaussian noise, std uniform in [0, ``noise_std``] (shot / detector noise)."""
+        std = self._u(g) * self.noise_std
+        return (image + std * torch.randn(image.shape, generator=g)).clamp(0.0, 1.0), mask
+
+    def _jpeg(self, image: Tensor, mask: Tensor, g: Optional[torch.Generator]) -> Tuple[Tensor, Tensor]:
+        """JPEG compression artefacts: encode and decode at a quality uniform in ``jpeg_quality``."""
+        quality = int(round(self._range(*map(float, self.jpeg_quality), g)))
+        return jpeg_roundtrip(image, quality), mask
+
+
+#: The optional robustness steps of :class:`PairedAugment` (``extra=``), in the order they run:
+#: geometric first (image and mask), then photometric (image only).
+EXTRA_ORDER = ("scale", "elastic", "invert", "grey", "colour", "gamma", "blur", "noise", "jpeg")
+EXTRA_AUGMENTATIONS = EXTRA_ORDER
+_EXTRA_ALIASES = {"color": "colour", "gray": "grey", "greyscale": "grey", "grayscale": "grey"}
+
+
+def parse_extra(extra: Union[str, Sequence[str], None]) -> Tuple[str, ...]:
+    """Names of extra augmentations from a list or a comma-separated string (``"all"``: every one),
+    checked and in :data:`EXTRA_ORDER` order."""
+    if extra is None:
+        return ()
+    items = extra.split(",") if isinstance(extra, str) else list(extra)
+    names = set()
+    for item in items:
+        name = str(item).strip().lower()
+        if not name:
+            continue
+        if name == "all":
+            names.update(EXTRA_ORDER)
+            continue
+        name = _EXTRA_ALIASES.get(name, name)
+        if name not in EXTRA_ORDER:
+            raise ValueError(f"unknown extra augmentation {item!r}; choose from {', '.join(EXTRA_ORDER)} (or all)")
+        names.add(name)
+    return tuple(n for n in EXTRA_ORDER if n in names)
+
+
+def _warp_pair(image: Tensor, mask: Tensor, grid: Tensor) -> Tuple[Tensor, Tensor]:
+    """Sample image and mask at ``grid`` (normalised coordinates): bilinear, reflected borders; the mask
+    is re-binarised at 0.5 (the same grid, so it stays aligned with the image)."""
+    kw = dict(mode="bilinear", padding_mode="reflection", align_corners=False)
+    img = F.grid_sample(image.unsqueeze(0).to(torch.float32), grid, **kw)[0]
+    m = F.grid_sample(mask.unsqueeze(0).to(torch.float32), grid, **kw)[0]
+    return img.to(image.dtype), (m > 0.5).to(mask.dtype)
+
+
+def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of a (C, H, W) tensor (radius 3 sigma, reflected borders)."""
+    if sigma <= 0:
+        return image
+    r = max(1, int(math.ceil(3 * sigma)))
+    r = min(r, (min(image.shape[-2:]) - 1) or 1)
+    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = image.shape[0]
+    pad = "reflect" if min(image.shape[-2:]) > r else "replicate"
+    out = F.pad(image.unsqueeze(0), (r, r, r, r), mode=pad)
+    out = F.conv2d(out, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    out = F.conv2d(out, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+    return out[0]
+
+
+def jpeg_roundtrip(image: Tensor, quality: int) -> Tensor:
+    """A (1 or 3, H, W) image in [0, 1] encoded as JPEG at ``quality`` and decoded (libjpeg is
+    deterministic, so this is reproducible)."""
+    import io
+
+    from PIL import Image
+
+    arr = (image.clamp(0.0, 1.0) * 255 + 0.5).to(torch.uint8)
+    arr = arr[0].numpy() if arr.shape[0] == 1 else arr.permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    dec = np.asarray(Image.open(buf).convert("L" if image.shape[0] == 1 else "RGB"), dtype=np.float32) / 255.0
+    out = torch.from_numpy(dec.copy())
+    return (out.unsqueeze(0) if out.dim() == 2 else out.permute(2, 0, 1)).contiguous().to(image.dtype)

@@ -89,7 +89,11 @@ probabilities = model.predict(images)  # (b, {{ in_chans }}, h, w) float tensor,
 ## Training data
 
 {{ dataset | default("Not recorded.", true) }}
+{% if init_model %}
+## Starting point
 
+Fine-tuned from `{{ init_model }}` (weights sha256 `{{ init_sha256 }}`).
+{% endif %}
 ## Metrics
 
 {{ metrics_table }}
@@ -232,6 +236,9 @@ class SegmentationModel(
     #: fnmatch patterns of parameters the logits do not depend on (e.g. deep-supervision heads that only
     #: a training loss reads); the shared tester does not require gradients for them.
     no_grad_params: Tuple[str, ...] = ()
+    #: names of the submodules that form the encoder (what ``--freeze-encoder-epochs`` freezes while
+    #: fine-tuning); empty: the class does not say, and :meth:`encoder_parameters` refuses.
+    encoder_modules: Tuple[str, ...] = ()
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, preprocessing: Optional[dict] = None) -> None:
         super().__init__()
@@ -315,6 +322,24 @@ class SegmentationModel(
         """Number of parameters (all, or only those with ``requires_grad``)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
+    def encoder_parameters(self) -> Dict[str, nn.Parameter]:
+        """{name: parameter} of the encoder (the submodules named by ``encoder_modules``).
+
+        ValueError when the class names no encoder or a named submodule does not exist.
+        """
+        if not self.encoder_modules:
+            raise ValueError(f"{type(self).__name__} does not define its encoder (encoder_modules is empty), "
+                             "so it cannot be frozen; train without --freeze-encoder-epochs")
+        out: Dict[str, nn.Parameter] = {}
+        for prefix in self.encoder_modules:
+            try:
+                module = self.get_submodule(prefix)
+            except AttributeError:
+                raise ValueError(f"{type(self).__name__}.encoder_modules names {prefix!r}, which is not a "
+                                 "submodule of the model") from None
+            out.update({f"{prefix}.{n}": p for n, p in module.named_parameters()})
+        return out
+
     # ------------------------------------------------------------------ weights
     def load_weights(self, state_dict: Mapping[str, Tensor], strict: bool = True) -> Tuple[list, list]:
         """Load a state dict under our names; strict raises :class:`StateDictMismatchError` listing keys.
@@ -397,6 +422,8 @@ class SegmentationModel(
         data = ModelCardData(**self._hub_mixin_info.model_card_data.to_dict())
         if kwargs.get("dataset"):
             data.datasets = [str(kwargs["dataset"])]
+        if kwargs.get("init_model") and not Path(str(kwargs["init_model"])).exists():
+            data.base_model = str(kwargs["init_model"])  # a Hub / registered id (a local folder is no id)
         return ModelCard.from_template(
             card_data=data,
             template_str=self._hub_mixin_info.model_card_template,

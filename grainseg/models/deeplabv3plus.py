@@ -43,6 +43,8 @@ class DeepLabV3Plus(SegmentationModel):
     (doubled at output stride 8), decoder fusing 48 low-level channels at stride 4, x4 bilinear output."""
 
     size_divisor = 16
+    #: the encoder (``--freeze-encoder-epochs``): the ResNet backbone
+    encoder_modules = ('encoder',)
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, encoder_depth: int = 50, encoder_width: int = 64,
                  output_stride: int = 16, aspp_rates: Optional[List[int]] = None, aspp_channels: int = 256,

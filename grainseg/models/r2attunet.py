@@ -51,6 +51,8 @@ class R2AttUNet(SegmentationModel):
     skips, upsample + 3x3 conv in the decoder; channels base x (1, 2, 4, 8, 16)."""
 
     size_divisor = 16
+    #: the encoder (``--freeze-encoder-epochs``): the recurrent residual down path
+    encoder_modules = ('enc',)
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, base_channels: int = 64, t: int = 2,
                  preprocessing: Optional[dict] = None) -> None:

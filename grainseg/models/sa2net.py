@@ -120,6 +120,8 @@ class SA2Net(DeepSupervisionMixin, SegmentationModel):
     supervision (``forward_aux``)."""
 
     size_divisor = 16
+    #: the encoder (``--freeze-encoder-epochs``): the U-Net down path
+    encoder_modules = ('inc', 'downs')
     #: auxiliary (deep-supervision) heads: only forward_aux uses them
     no_grad_params = ("heads.1.*", "heads.2.*", "heads.3.*")
 

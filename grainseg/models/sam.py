@@ -103,6 +103,8 @@ class _SAMBase(SegmentationModel):
     """Shared SAM wrapper: builds ``SamModel`` from ``sam_config``, loads ``base_weights``, box-prompts."""
 
     size_divisor = 1
+    #: the encoder (``--freeze-encoder-epochs``): SAM's ViT image encoder
+    encoder_modules = ('sam.vision_encoder',)
     #: the IoU head scores masks; the logits do not depend on it
     no_grad_params = ("sam.mask_decoder.iou_prediction_head.*",)
 

@@ -27,6 +27,8 @@ class SegNet(SegmentationModel):
     max-unpools with those indices, and a 3x3 classifier."""
 
     size_divisor = 32
+    #: the encoder (``--freeze-encoder-epochs``): the VGG-style down path
+    encoder_modules = ('enc',)
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, base_channels: int = 64,
                  preprocessing: Optional[dict] = None) -> None:

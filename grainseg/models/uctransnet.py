@@ -135,6 +135,8 @@ class UCTransNet(SegmentationModel):
     """UCTransNet: U-Net encoder (base, 2x, 4x, 8x, 8x channels), CCT on the four skips, CCA-gated decoder."""
 
     size_divisor = 16
+    #: the encoder (``--freeze-encoder-epochs``): the convolutional down path
+    encoder_modules = ('inc', 'downs')
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, base_channels: int = 64, num_layers: int = 4,
                  num_heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.1, img_size: int = 256,

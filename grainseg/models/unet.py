@@ -21,6 +21,8 @@ class UNet(SegmentationModel):
     concatenated skips; channels base, 2x, 4x, 8x, 16x (64 ... 1024 by default)."""
 
     size_divisor = 16
+    #: the encoder (``--freeze-encoder-epochs``): the down path
+    encoder_modules = ('inc', 'downs')
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, base_channels: int = 64,
                  preprocessing: Optional[dict] = None) -> None:

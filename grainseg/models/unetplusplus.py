@@ -31,6 +31,8 @@ class UNetPlusPlus(SegmentationModel):
     """
 
     size_divisor = 32
+    #: the encoder (``--freeze-encoder-epochs``): the ResNet backbone
+    encoder_modules = ('encoder',)
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, encoder_depth: int = 152, encoder_width: int = 64,
                  decoder_channels: Optional[List[int]] = None, preprocessing: Optional[dict] = None) -> None:

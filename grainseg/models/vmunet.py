@@ -91,6 +91,8 @@ class VMUNet(SegmentationModel):
     """VM-UNet (Ruan & Xiang 2024) with the paper's grain configuration as defaults."""
 
     size_divisor = PATCH_SIZE * 2 ** (NUM_STAGES - 1)
+    #: the encoder (``--freeze-encoder-epochs``): patch embedding and the four VSS stages (with patch merging)
+    encoder_modules = ('patch_embed', 'layers')
 
     def __init__(
         self,

@@ -63,6 +63,8 @@ class VMUNetV2(DeepSupervisionMixin, SegmentationModel):
     """VM-UNet-V2: VSS encoder, CBAM + SDI skips, transposed-conv decoder with deep supervision."""
 
     size_divisor = PATCH_SIZE * 2 ** (NUM_STAGES - 1)
+    #: the encoder (``--freeze-encoder-epochs``): patch embedding, VSS stages and patch merging
+    encoder_modules = ('patch_embed', 'stages', 'downsamples')
     edge_attention = False
     #: auxiliary (deep-supervision) heads: only forward_aux uses them
     no_grad_params = ("heads.1.*", "heads.2.*", "heads.3.*")

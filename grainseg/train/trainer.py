@@ -61,7 +61,8 @@ SCHEDULES = ("constant", "cosine")
 #: TrainConfig fields a resumed run must share with its checkpoint (they change what the optimiser does).
 RESUME_FIXED = ("model", "model_kwargs", "data", "split", "splits_file", "layout", "polarity", "threshold",
                 "batch_size", "lr", "weight_decay", "loss", "schedule", "warmup_epochs", "seed", "augment",
-                "crop_size", "input_size")
+                "crop_size", "input_size", "init", "freeze_encoder_epochs", "val_fraction", "split_seed",
+                "augment_extra")
 #: Fields a resumed run may change (each change is recorded in metrics.json); ``epochs`` is fixed under
 #: the cosine schedule, whose length it sets.
 RESUME_CHANGEABLE = ("epochs", "patience", "min_delta", "checkpoint_every", "num_workers", "device", "amp",
@@ -88,7 +89,10 @@ class TrainConfig:
 
     data: str
     out: str
-    model: str = "vmunet_aspp"
+    #: registered model name; None: ``vmunet_aspp``, or the architecture of ``init`` when it is set
+    model: Optional[str] = None
+    #: ``"auto"``: the data's splits.json when it exists (its only split), else all images (with
+    #: ``val_fraction``, a seeded hold-out); None: all images
     split: Optional[str] = "paper"
     epochs: int = 20
     batch_size: int = 1
@@ -114,6 +118,16 @@ class TrainConfig:
     threshold: float = 127
     splits_file: Optional[str] = None
     model_kwargs: Dict[str, Any] = field(default_factory=dict)
+    #: start from these weights: a registered pretrained id, a Hub id or a save_pretrained folder
+    init: Optional[str] = None
+    #: epochs (from the first) during which the encoder (``encoder_modules``) is frozen
+    freeze_encoder_epochs: int = 0
+    #: without a split: hold out this fraction of the images (whole images, seeded by split_seed) for
+    #: validation; None: validate on the training images
+    val_fraction: Optional[float] = None
+    split_seed: int = 0
+    #: optional robustness augmentations (PairedAugment ``extra``), e.g. ["invert", "gamma"]
+    augment_extra: List[str] = field(default_factory=list)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -127,6 +141,15 @@ class TrainConfig:
         positive_int("patience", allow_zero=True)
         positive_int("num_workers", allow_zero=True)
         positive_int("checkpoint_every", allow_zero=True)
+        positive_int("freeze_encoder_epochs", allow_zero=True)
+        if self.val_fraction is not None and not (isinstance(self.val_fraction, (int, float))
+                                                  and 0 < self.val_fraction < 1):
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        from grainseg.data.transforms import parse_extra
+
+        self.augment_extra = list(parse_extra(self.augment_extra))
+        if self.augment_extra and not self.augment:
+            raise ValueError("augment_extra needs augment=True (drop --no-augment)")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.weight_decay < 0 or self.min_delta < 0:
@@ -163,6 +186,10 @@ def _recorded_config(cfg: "TrainConfig") -> Dict[str, Any]:
     """The configuration as a checkpoint records it (JSON values; data and splits file as absolute paths)."""
     rec = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
     rec["data"] = str(Path(cfg.data).resolve())
+    if cfg.init is not None:
+        from grainseg.train.finetune import resolve_init_id
+
+        rec["init"] = resolve_init_id(cfg.init)
     if cfg.splits_file is not None:
         rec["splits_file"] = str(Path(cfg.splits_file).resolve())
     return rec
@@ -245,17 +272,99 @@ def _check_out_dir(out: Path, resume: bool) -> None:
         )
 
 
-def _build_model(cfg: TrainConfig, model: Optional[nn.Module]) -> nn.Module:
+def _build_model(cfg: TrainConfig, model: Optional[nn.Module]) -> tuple:
+    """(model, init info or None)."""
     if model is not None:
-        return model
+        return model, None
+    if cfg.init is not None:
+        from grainseg.train.finetune import load_init_model
+
+        return load_init_model(cfg.init, cfg.model_kwargs, model=cfg.model)
     from grainseg.models import create_model
 
-    return create_model(cfg.model, **cfg.model_kwargs)
+    return create_model(cfg.model or "vmunet_aspp", **cfg.model_kwargs), None
 
 
-def _dataset_description(cfg: TrainConfig, train_ds: SegmentationDataset, val_ds: SegmentationDataset) -> str:
+def _resolve_split(cfg: TrainConfig) -> Dict[str, Any]:
+    """How the images divide: {"split": name or None, "holdout": bool, "note": str or None}."""
+    split, note = cfg.split, None
+    if split == "auto":
+        sfile = Path(cfg.splits_file) if cfg.splits_file is not None else Path(cfg.data) / "splits.json"
+        if sfile.is_file():
+            from grainseg.data.datasets import load_splits
+
+            names = sorted(load_splits(sfile))
+            if len(names) != 1:
+                raise ValueError(f"{sfile} holds the splits {names}: choose one with --split NAME "
+                                 "(or --split none for a --val-fraction hold-out)")
+            split = names[0]
+            if cfg.val_fraction is not None:
+                note = f"using split {split!r} of {sfile}; --val-fraction is not used"
+        else:
+            split = None
+    elif split is not None and cfg.val_fraction is not None:
+        raise ValueError(f"--val-fraction holds images out when there is no split; with --split {split} the "
+                         "split's val list is the validation set (pass --split none to hold out instead)")
+    return {"split": split, "holdout": split is None and cfg.val_fraction is not None, "note": note}
+
+
+def _make_datasets(cfg: TrainConfig, prep: Dict[str, Any], in_chans: int) -> tuple:
+    """(train, val, split record) for the configuration."""
+    how = _resolve_split(cfg)
+    split = how["split"]
+    common = dict(layout=cfg.layout, splits_file=cfg.splits_file, in_chans=in_chans,
+                  threshold=cfg.threshold, polarity=cfg.polarity, seed=cfg.seed)
+    augment = PairedAugment(extra=cfg.augment_extra) if cfg.augment else None
+    record: Dict[str, Any] = {"split": split, "val_fraction": None, "note": how["note"]}
+    if how["holdout"]:
+        from grainseg.train.finetune import holdout_split
+
+        everything = SegmentationDataset(cfg.data, None, None, preprocessing=prep, **common)
+        train_names, val_names = holdout_split(everything.names, cfg.val_fraction, cfg.split_seed)
+        record.update(val_fraction=cfg.val_fraction, split_seed=cfg.split_seed, val_names=val_names,
+                      val_is_train=train_names == val_names)
+        train_ds = SegmentationDataset(cfg.data, None, None, preprocessing=prep, augment=augment,
+                                       crop_size=cfg.crop_size, select=train_names, **common)
+        val_ds = SegmentationDataset(cfg.data, None, None, preprocessing=prep, select=val_names, **common)
+    else:
+        train_ds = SegmentationDataset(cfg.data, split, "train" if split else None, preprocessing=prep,
+                                       augment=augment, crop_size=cfg.crop_size, **common)
+        val_ds = SegmentationDataset(cfg.data, split, "val" if split else None, preprocessing=prep, **common)
+        record["val_is_train"] = split is None
+    return train_ds, val_ds, record
+
+
+def _check_inputs(cfg: TrainConfig, ds: SegmentationDataset, prep: Dict[str, Any], in_chans: int,
+                  init: Optional[Dict[str, Any]]) -> None:
+    """Before any step: the crop fits the network input, and the images convert to the model's channels."""
+    size = prep.get("input_size")
+    if cfg.crop_size is not None and size is not None and (cfg.crop_size[0] > size[0] or cfg.crop_size[1] > size[1]):
+        raise ValueError(f"crop size {cfg.crop_size[0]}x{cfg.crop_size[1]} is larger than the network input "
+                         f"{size[0]}x{size[1]} the images are resized to; choose a smaller --crop-size")
+    if len(ds) == 0:
+        return
+    from grainseg.data.io import read_image
+    from grainseg.data.transforms import match_channels, to_chw_tensor
+
+    path = ds.image_path(0)
+    try:
+        match_channels(to_chw_tensor(read_image(path)), in_chans)
+    except ValueError as err:
+        who = f"the --init model {init['id']}" if init else f"model {cfg.model}"
+        raise ValueError(f"{path} cannot be fed to {who}, which takes {in_chans} input channel(s): {err}") from None
+
+
+def _dataset_description(cfg: TrainConfig, train_ds: SegmentationDataset, val_ds: SegmentationDataset,
+                         record: Optional[Dict[str, Any]] = None) -> str:
     name = Path(cfg.data).resolve().name
-    split = f"split `{cfg.split}`" if cfg.split else "all images"
+    record = record or {"split": cfg.split}
+    if record.get("split"):
+        split = f"split `{record['split']}`"
+    elif record.get("val_fraction"):
+        split = (f"all images, {record['val_fraction']:g} held out for validation (seed {record['split_seed']})"
+                 if not record.get("val_is_train") else "one image, validated on itself")
+    else:
+        split = "all images, validated on the training images"
     return (f"{name} ({split}: {len(train_ds)} training / {len(val_ds)} validation images, "
             f"{train_ds.layout} layout, mask polarity {cfg.polarity}, threshold {cfg.threshold}); "
             f"checkpoint chosen on validation loss")
@@ -281,6 +390,17 @@ def _warn_suspicious_masks(subset: str, ds: SegmentationDataset, warn: bool) -> 
     found = ds.check_pairs()
     if not warn:
         return
+    inverted = found.get("inverted") or []
+    if inverted:
+        frac = found["boundary_fraction"]
+        mean = sum(frac.values()) / len(frac)
+        warnings.warn(
+            f"{len(inverted)} of {len(ds)} {subset} masks are more than 50 % boundary (mean {100 * mean:.0f} %, e.g. "
+            f"{ds.mask_path(ds.names.index(inverted[0]))}): boundaries are usually a thin network, so the polarity "
+            f"looks inverted. With polarity {ds.polarity!r} the mask pixels above the threshold are "
+            f"{'grain' if ds.polarity == 'grain' else 'boundary'}; check --polarity "
+            f"({'boundary' if ds.polarity == 'grain' else 'grain'} if your masks draw the "
+            f"{'boundaries' if ds.polarity == 'grain' else 'grains'} bright)", UserWarning, stacklevel=3)
     for kind, what in (("empty", "no grain-interior pixel"), ("full", "no boundary pixel")):
         names = found[kind]
         if names:
@@ -300,21 +420,43 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     dist_utils.barrier(info)
 
     torch.manual_seed(cfg.seed)
-    model = _build_model(cfg, model)
+    say = print if info.is_main else (lambda *a, **k: None)
+    model, init_info = _build_model(cfg, model)
+    if init_info is not None:
+        cfg = dataclasses.replace(cfg, model=init_info["model_name"])
+        say(f"starting from {init_info['id']} ({init_info['architecture']}, weights sha256 "
+            f"{init_info['sha256'][:12]}...)", flush=True)
+        if init_info["head_reinitialised"]:
+            say(f"note: {init_info['id']} predicts {init_info['saved_num_classes']} classes and the trainer trains "
+                f"one (grain interior): re-initialised {', '.join(init_info['head_reinitialised'])}", flush=True)
+    elif cfg.model is None:
+        cfg = dataclasses.replace(cfg, model="vmunet_aspp")
     base = model
     prep = dict(getattr(base, "preprocessing", {}) or {})
     if cfg.input_size is not None:
         prep["input_size"] = [int(s) for s in cfg.input_size]
     in_chans = int(getattr(base, "in_chans", 3))
-    common = dict(layout=cfg.layout, splits_file=cfg.splits_file, in_chans=in_chans,
-                  threshold=cfg.threshold, polarity=cfg.polarity, seed=cfg.seed)
-    train_ds = SegmentationDataset(cfg.data, cfg.split, "train" if cfg.split else None, preprocessing=prep,
-                                   augment=PairedAugment() if cfg.augment else None, crop_size=cfg.crop_size, **common)
-    val_ds = SegmentationDataset(cfg.data, cfg.split, "val" if cfg.split else None, preprocessing=prep, **common)
+    train_ds, val_ds, split_record = _make_datasets(cfg, prep, in_chans)
+    if split_record.get("note"):
+        say(f"note: {split_record['note']}", flush=True)
     if len(train_ds) == 0:
-        raise ValueError(f"the training set of {cfg.data} (split {cfg.split!r}) holds no images")
+        raise ValueError(f"the training set of {cfg.data} (split {split_record['split']!r}) holds no images")
+    if len(val_ds) == 0:
+        raise ValueError(f"the validation set of {cfg.data} (split {split_record['split']!r}) holds no images")
+    if split_record.get("val_is_train") and not split_record.get("val_fraction") and info.is_main:
+        warnings.warn("no split and no --val-fraction: validating on the training images, so the best "
+                      "checkpoint and early stopping follow the training fit; pass --val-fraction 0.2 to hold "
+                      "images out", UserWarning, stacklevel=2)
+    _check_inputs(cfg, train_ds, prep, in_chans, init_info)
     for subset, ds in (("training", train_ds), ("validation", val_ds)):
         _warn_suspicious_masks(subset, ds, info.is_main)
+    freezer = None
+    if cfg.freeze_encoder_epochs > 0:
+        from grainseg.train.finetune import EncoderFreeze
+
+        if not hasattr(base, "encoder_parameters"):
+            raise ValueError(f"{type(base).__name__} does not define its encoder; train without freeze_encoder_epochs")
+        freezer = EncoderFreeze(base, cfg.freeze_encoder_epochs)
     prep["train_image_size"] = train_ds.common_image_size()
     if hasattr(base, "preprocessing"):
         from grainseg.models.base import normalize_preprocessing
@@ -334,7 +476,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
              "best_epoch": None, "bad_epochs": 0, "history": [], "stopped_early": False, "epoch_seconds": 0.0,
              "resumes": [], "stopped_reason": None}
     data_names = {"train": list(train_ds.names), "val": list(val_ds.names)}
-    say = print if info.is_main else (lambda *a, **k: None)
+    init_sha = init_info["sha256"] if init_info else None
     if cfg.resume:
         ckpt = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
         if ckpt.get("model_name") != cfg.model or ckpt.get("split") != cfg.split:
@@ -346,6 +488,10 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
             changed = None
             say(f"note: {out / CHECKPOINT_NAME} predates recorded run settings; resuming without checking that "
                 "lr, batch size, data and the rest match the original run", flush=True)
+        if ckpt.get("init_sha256") is not None and ckpt.get("init_sha256") != init_sha:
+            raise ValueError(f"--resume: {out / CHECKPOINT_NAME} started from --init weights with sha256 "
+                             f"{ckpt['init_sha256'][:12]}..., but {cfg.init} now holds "
+                             f"{(init_sha or 'none')[:12]}...: the starting model changed; start a new --out")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if use_amp and ckpt.get("scaler"):
@@ -362,7 +508,8 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
             torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
 
     if info.enabled:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                    find_unused_parameters=freezer is not None)
 
     def checkpoint() -> None:
         if not info.is_main:
@@ -373,13 +520,17 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "model_name": cfg.model, "split": cfg.split,
-            "config": _recorded_config(cfg), "data_names": data_names,
+            "config": _recorded_config(cfg), "data_names": data_names, "init_sha256": init_sha,
         }, out / CHECKPOINT_NAME)
 
     run_record = {"config": dataclasses.asdict(cfg), "world_size": info.world_size, "device": str(device),
                   "amp": use_amp, "preprocessing": train_ds.preprocessing,
                   "num_parameters": sum(p.numel() for p in model.parameters()),
-                  "train_images": len(train_ds), "val_images": len(val_ds)}
+                  "train_images": len(train_ds), "val_images": len(val_ds),
+                  "split_used": split_record,
+                  "init": None if init_info is None else {k: init_info[k] for k in (
+                      "id", "sha256", "architecture", "head_reinitialised")}}
+    card_kwargs = {} if init_info is None else {"init_model": init_info["id"], "init_sha256": init_info["sha256"]}
 
     def write_metrics() -> None:
         if info.is_main:
@@ -402,6 +553,8 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
         loader = DataLoader(train_ds, batch_sampler=batches[start_step:], **loader_kw,
                             generator=torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, -1, info.rank)))
         model.train()
+        if freezer is not None and freezer.apply(epoch) and state["step_in_epoch"] == 0:
+            say(f"epoch {epoch + 1}: encoder frozen ({', '.join(base.encoder_modules)})", flush=True)
         t0 = time.perf_counter() - state["epoch_seconds"]
         bar = _progress(len(batches), start_step, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress and info.is_main)
         for step, batch in enumerate(loader, start=start_step):
@@ -453,7 +606,8 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
             state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = val["val_loss"], epoch + 1, 0
             if info.is_main:
                 _unwrap(model).save_pretrained(
-                    out / BEST_DIR, overwrite=True, dataset=_dataset_description(cfg, train_ds, val_ds),
+                    out / BEST_DIR, overwrite=True, dataset=_dataset_description(cfg, train_ds, val_ds, split_record),
+                    model_card_kwargs=card_kwargs,
                     metrics={"epoch": epoch + 1, "val_loss": val["val_loss"], "val_dice": val["val_dice"],
                              "val_iou": val["val_iou"], "train_loss": entry["train_loss"]})
         else:
