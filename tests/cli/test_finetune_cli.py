@@ -1,0 +1,54 @@
+"""``grainseg finetune`` and ``grainseg train --init`` end to end on tiny data."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from grainseg_tinydata import write_tiny_folders  # noqa: E402
+
+from grainseg.cli import build_parser, main  # noqa: E402
+from grainseg.cli.train import DEFAULT_INIT  # noqa: E402
+
+
+def test_finetune_defaults_are_the_small_data_ones():
+    args = build_parser().parse_args(["finetune", "--data", "d", "--out", "o"])
+    assert args.init == DEFAULT_INIT and args.split == "auto" and args.val_fraction == 0.2
+    assert args.schedule == "cosine" and args.lr == 1e-4 and args.freeze_encoder_epochs == 2
+    assert args.crop_size == [128, 128] and args.augment_extra == "" and args.max_pixels is None
+    plain = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert plain.init is None and plain.split == "paper" and plain.freeze_encoder_epochs == 0
+    assert plain.val_fraction is None and plain.model is None
+
+
+def test_finetune_the_bundled_default_on_a_folder(tmp_path, capsys):
+    data = write_tiny_folders(tmp_path / "mine", n=3)
+    out = tmp_path / "ft"
+    args = ["finetune", "--data", str(data), "--out", str(out), "--epochs", "2", "--input-size", "32",
+            "--crop-size", "32", "--freeze-encoder-epochs", "1", "--augment-extra", "gamma,blur", "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "starting from grainseg/vmunet-aspp-small-exone316l" in text and "encoder frozen" in text
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["model"] == "vmunet_aspp_small" and m["init"]["id"] == DEFAULT_INIT
+    assert m["config"]["augment_extra"] == ["gamma", "blur"] and m["config"]["schedule"] == "cosine"
+    assert m["train_images"] == 2 and m["val_images"] == 1
+    card = (out / "best" / "README.md").read_text()
+    assert f"Fine-tuned from `{DEFAULT_INIT}`" in card and f"base_model: {DEFAULT_INIT}" in card
+
+
+def test_cli_errors_of_the_finetune_options(tmp_path, capsys):
+    data = write_tiny_folders(tmp_path / "mine", n=2)
+    base = ["--data", str(data), "--out", str(tmp_path / "o"), "--no-progress", "--epochs", "1"]
+    assert main(["finetune", *base, "--augment-extra", "sharpen"], catch_errors=True) == 2
+    assert "unknown extra augmentation" in capsys.readouterr().err
+    assert main(["finetune", *base, "--model", "unet"], catch_errors=True) == 2
+    assert "drop --model" in capsys.readouterr().err
+    assert main(["finetune", *base, "--init", str(tmp_path / "missing")], catch_errors=True) == 2
+    assert main(["finetune", *base, "--model-kwargs", '{"in_chans": 1}'], catch_errors=True) == 2
+    assert "input channel" in capsys.readouterr().err
+    assert main(["train", *base, "--model", "unet", "--split", "paper", "--val-fraction", "0.5"],
+                catch_errors=True) == 2
