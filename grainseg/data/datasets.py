@@ -280,10 +280,18 @@ class SegmentationDataset(Dataset):
         image, mask = self.read_raw(index)
         x = preprocess_image(image, self.preprocessing, self.in_chans)[0]
         m = preprocess_mask(mask, self.preprocessing)
-        if self.augment is not None or self.crop_size is not None:
-            g = torch.Generator().manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFFFFFFFFFFFFFF)
-            if self.augment is not None:
-                x, m = self.augment(x, m, g)
-            if self.crop_size is not None:
-                x, m = random_crop(x, m, self.crop_size, g)
+        x, m = augment_item(x, m, self.augment, self.crop_size, (self.seed, self.epoch, index))
         return {"image": x, "mask": m, "name": self.names[index], "index": index}
+
+
+def augment_item(image: Tensor, mask: Tensor, augment: Optional[PairedAugment], crop_size: Optional[Sequence[int]],
+                 key: Tuple[int, int, int]) -> Tuple[Tensor, Tensor]:
+    """Augment, then crop, an item with a generator seeded from ``key`` = (seed, epoch, index)."""
+    if augment is None and crop_size is None:
+        return image, mask
+    g = torch.Generator().manual_seed(hash(tuple(key)) & 0x7FFFFFFFFFFFFFFF)
+    if augment is not None:
+        image, mask = augment(image, mask, g)
+    if crop_size is not None:
+        image, mask = random_crop(image, mask, crop_size, g)
+    return image, mask

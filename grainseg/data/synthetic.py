@@ -17,7 +17,7 @@ usable both for pre-training and as ground truth for the ASTM E112 measurements 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -28,13 +28,19 @@ __all__ = [
     "square_seeds",
     "tessellate",
     "render_micrograph",
+    "render_randomized",
     "make_micrograph",
+    "STYLES",
     "SyntheticGrainDataset",
+    "SyntheticSegmentationDataset",
+    "parse_synthetic_spec",
     "LATTICES",
 ]
 
 #: Seed layouts understood by :func:`make_micrograph`.
 LATTICES = ("voronoi", "hexagonal", "square")
+#: Rendering styles of :func:`make_micrograph`: the ExONE-like optical look, or domain randomisation.
+STYLES = ("optical", "randomized")
 
 Shape = Tuple[int, int]
 RngLike = Union[None, int, np.random.Generator]
@@ -261,6 +267,108 @@ def render_micrograph(
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def _draw_lines(shape: Shape, n: int, rng: np.random.Generator, width: Tuple[float, float]) -> np.ndarray:
+    """A float (H, W) map in [0, 1] of ``n`` random straight lines (soft-edged, ``width`` px range)."""
+    h, w = shape
+    out = np.zeros((h, w))
+    if n <= 0:
+        return out
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(n):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        a = rng.uniform(0, np.pi)
+        half = rng.uniform(*width) / 2
+        d = np.abs((yy - cy) * np.cos(a) - (xx - cx) * np.sin(a))
+        length = rng.uniform(0.3, 1.5) * max(h, w)
+        along = np.abs((yy - cy) * np.sin(a) + (xx - cx) * np.cos(a))
+        out = np.maximum(out, np.clip(half + 0.5 - d, 0, 1) * (along < length / 2))
+    return out
+
+
+def _draw_particles(shape: Shape, n: int, rng: np.random.Generator, radius: Tuple[float, float],
+                    near: Optional[np.ndarray] = None) -> np.ndarray:
+    """A float (H, W) map in [0, 1] of ``n`` soft discs; with ``near`` (a weight map) their centres are
+    drawn in proportion to it (precipitates on boundaries)."""
+    h, w = shape
+    out = np.zeros((h, w))
+    if n <= 0:
+        return out
+    if near is not None and near.sum() > 0:
+        flat = rng.choice(h * w, size=n, p=(near / near.sum()).ravel())
+        centres = np.stack([flat // w, flat % w], -1).astype(np.float64)
+    else:
+        centres = rng.uniform((0, 0), (h, w), size=(n, 2))
+    yy, xx = np.mgrid[0:h, 0:w]
+    for (cy, cx), r in zip(centres, rng.uniform(*radius, size=n)):
+        y0, y1 = int(max(cy - r - 2, 0)), int(min(cy + r + 3, h))
+        x0, x1 = int(max(cx - r - 2, 0)), int(min(cx + r + 3, w))
+        d = np.hypot(yy[y0:y1, x0:x1] - cy, xx[y0:y1, x0:x1] - cx)
+        out[y0:y1, x0:x1] = np.maximum(out[y0:y1, x0:x1], np.clip(r + 0.5 - d, 0, 1))
+    return out
+
+
+def render_randomized(
+    labels: np.ndarray,
+    mask: np.ndarray,
+    boundary_distance: Optional[np.ndarray] = None,
+    rng: RngLike = None,
+    color: Optional[bool] = None,
+) -> np.ndarray:
+    """A domain-randomised uint8 micrograph for a (labels, mask) pair (pre-training for other materials).
+
+    Everything the real images vary in is drawn at random: contrast polarity (dark boundaries as in
+    etched optical images, or bright ones as in SEM, half the time each), the boundary's contrast and
+    soft edge, grain tones, a per-grain oriented texture, slow shading, scratches across the image,
+    particles (dark or bright, on the boundaries or anywhere), blur, noise, gamma, and grey or tinted
+    colour (``color`` None: random).  Scratches and particles are not boundary: the mask is unchanged.
+    """
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    labels, mask = np.asarray(labels), np.asarray(mask)
+    if labels.ndim != 2 or mask.shape != labels.shape:
+        raise ValueError(f"labels and mask must be (H, W) arrays of one shape, got {labels.shape} and {mask.shape}")
+    rng = np.random.default_rng(rng)
+    h, w = labels.shape
+    n = int(labels.max()) + 1
+    if boundary_distance is None:
+        boundary_distance = distance_transform_edt(mask > 0)
+    dist = np.maximum(np.asarray(boundary_distance, dtype=np.float64), 0.0)
+    # grains: a tone per grain, an oriented texture per grain, slow shading
+    centre, spread = rng.uniform(0.35, 0.65), rng.uniform(0.02, 0.25)
+    tone = np.clip(centre + spread * rng.uniform(-1, 1, size=n), 0, 1)
+    img = tone[labels]
+    if rng.uniform() < 0.7:
+        yy, xx = np.mgrid[0:h, 0:w]
+        angle = rng.uniform(0, np.pi, size=n)[labels]
+        period = rng.uniform(3.0, 20.0)
+        img = img + rng.uniform(0.0, 0.08) * np.sin(2 * np.pi * ((yy * np.cos(angle) + xx * np.sin(angle)) / period
+                                                                  + rng.uniform(0, 1, size=n)[labels]))
+    img = img + rng.uniform(0.0, 0.08) * _smooth_noise((h, w), max(h, w) / rng.uniform(2, 10), rng)
+    img = img + rng.uniform(0.0, 0.05) * _smooth_noise((h, w), rng.uniform(0.8, 3.0), rng)
+    # boundaries: dark or bright, with a soft edge into the grain
+    bright = rng.uniform() < 0.5
+    contrast = rng.uniform(0.25, 0.6) * (1 if bright else -1)
+    edge = rng.uniform(0.5, 3.0)
+    band = np.where(mask > 0, np.exp(-dist / edge) * rng.uniform(0.0, 0.6), 1.0)
+    img = img + contrast * band
+    # scratches and particles: not boundary (the mask does not change)
+    scratches = _draw_lines((h, w), int(rng.poisson(rng.uniform(0, 3))), rng, (0.8, 2.5))
+    img = img + rng.choice([-1, 1]) * rng.uniform(0.1, 0.35) * scratches
+    n_part = int(rng.poisson(rng.uniform(0, 40) * h * w / 256 ** 2))
+    near = np.exp(-dist / 3.0) if rng.uniform() < 0.5 else None
+    particles = _draw_particles((h, w), n_part, rng, (1.0, rng.uniform(2.0, 7.0)), near)
+    img = np.where(particles > 0, img * (1 - particles) + particles * rng.uniform(0, 1), img)
+    # optics and detector
+    img = gaussian_filter(img, rng.uniform(0.0, 1.8))
+    img = img + rng.uniform(0.0, 0.08) * rng.standard_normal((h, w))
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    img = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1) ** np.exp(rng.uniform(-0.4, 0.4))
+    if color if color is not None else rng.uniform() < 0.5:
+        tint = 1.0 - rng.uniform(0.0, 0.25, size=3)
+        img = img[..., None] * tint
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def make_micrograph(
     shape: Sequence[int] = (256, 256),
     n_grains: int = 40,
@@ -270,14 +378,18 @@ def make_micrograph(
     offset: Tuple[float, float] = (0.0, 0.0),
     width_jitter: float = 0.3,
     seed: RngLike = None,
+    style: str = "optical",
     **render_kw,
 ) -> SyntheticMicrograph:
     """A synthetic micrograph with exact mask, labels and grain count.
 
     ``lattice="voronoi"``: ``n_grains`` random grains expected in the image; ``"hexagonal"`` /
     ``"square"``: a regular tiling with ``cell_size`` px seed spacing / side (``offset`` shifts it).
-    ``render_kw`` go to :func:`render_micrograph` (noise, speckle, twins, blur, color).
+    ``style="optical"``: :func:`render_micrograph` (``render_kw``: noise, speckle, twins, blur, color);
+    ``"randomized"``: :func:`render_randomized` (domain randomisation; ``render_kw``: color).
     """
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     hw = _check_shape(shape)
     rng = np.random.default_rng(seed)
     if lattice == "voronoi":
@@ -291,7 +403,8 @@ def make_micrograph(
         raise ValueError(f"lattice must be one of {LATTICES}, got {lattice!r}")
     salt = int(rng.integers(1 << 31))
     labels, mask, bdist = tessellate(hw, seeds, boundary_width, width_jitter if lattice == "voronoi" else 0.0, salt)
-    image = render_micrograph(labels, mask, bdist, rng, **render_kw)
+    render = render_micrograph if style == "optical" else render_randomized
+    image = render(labels, mask, bdist, rng, **render_kw)
     n_visible = len(np.unique(labels[mask > 0]))
     return SyntheticMicrograph(image, mask, labels, n_visible, seeds, density)
 
@@ -311,8 +424,9 @@ class SyntheticGrainDataset:
         size: Sequence[int] = (256, 256),
         n_grains: Tuple[int, int] = (15, 60),
         boundary_width: Tuple[float, float] = (4.0, 10.0),
-        color: bool = True,
+        color: Optional[bool] = True,
         seed: int = 0,
+        style: str = "optical",
     ) -> None:
         if not isinstance(length, int) or length < 1:
             raise ValueError(f"length must be a positive int, got {length!r}")
@@ -321,8 +435,11 @@ class SyntheticGrainDataset:
             raise ValueError(f"n_grains must be a (low, high) range of positive ints, got {n_grains!r}")
         if not (0 <= boundary_width[0] <= boundary_width[1]):
             raise ValueError(f"boundary_width must be a (low, high) range, got {boundary_width!r}")
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
         self.length, self.n_grains, self.boundary_width = length, n_grains, boundary_width
-        self.color, self.seed = bool(color), int(seed)
+        self.color = None if color is None else bool(color)
+        self.seed, self.style = int(seed), style
 
     def __len__(self) -> int:
         return self.length
@@ -337,7 +454,8 @@ class SyntheticGrainDataset:
             n_grains=int(rng.integers(self.n_grains[0], self.n_grains[1] + 1)),
             boundary_width=float(rng.uniform(*self.boundary_width)),
             seed=rng,
-            color=self.color,
+            style=self.style,
+            color=self.color if self.style == "randomized" else bool(self.color),
         )
 
     def __getitem__(self, index: int):
@@ -348,3 +466,87 @@ class SyntheticGrainDataset:
         s = self.sample(index)
         image = normalize_image(to_chw_tensor(s.image), "minmax")
         return image, torch.from_numpy(s.mask.astype(np.float32))[None]
+
+
+#: ``--data synthetic:N[:HxW]``: N domain-randomised training images (and N // 10, at least 1, for validation).
+SYNTHETIC_PREFIX = "synthetic:"
+
+
+def parse_synthetic_spec(spec: str) -> Optional[Tuple[int, Tuple[int, int]]]:
+    """``"synthetic:N"`` or ``"synthetic:N:HxW"`` -> (N, (H, W)); None for anything else (a folder).
+
+    ValueError when it starts with ``synthetic:`` but does not parse."""
+    if not isinstance(spec, str) or not spec.startswith(SYNTHETIC_PREFIX):
+        return None
+    parts = spec[len(SYNTHETIC_PREFIX):].split(":")
+    try:
+        n = int(parts[0])
+        if len(parts) == 1:
+            size = (256, 256)
+        elif len(parts) == 2:
+            vals = [int(v) for v in parts[1].lower().split("x")]
+            size = (vals[0], vals[-1]) if len(vals) in (1, 2) else None
+        else:
+            size = None
+    except ValueError:
+        size = None
+        n = 0
+    if size is None or n < 1 or min(size) < 16:
+        raise ValueError(f"synthetic data must be given as synthetic:N or synthetic:N:HxW (N >= 1, sides >= 16), "
+                         f"got {spec!r}")
+    return n, size
+
+
+class SyntheticSegmentationDataset:
+    """Domain-randomised synthetic micrographs with the item interface of
+    :class:`~grainseg.data.SegmentationDataset` (what the trainer reads): ``image`` float32
+    (in_chans, H', W') through :func:`~grainseg.data.transforms.preprocess_image`, ``mask`` (1, H', W'),
+    ``name``, ``index``; augmentation and crops seeded by (seed, epoch, index).  Item ``i`` is rendered
+    from ``(render_seed, i)``: the same picture every epoch, augmented differently.
+    """
+
+    layout = "synthetic"
+    threshold = 127
+    polarity = "grain"
+
+    def __init__(self, length: int, size: Sequence[int] = (256, 256), *, render_seed: int = 0,
+                 preprocessing=None, in_chans: int = 3, augment=None, crop_size=None, seed: int = 0,
+                 n_grains: Tuple[int, int] = (10, 80), boundary_width: Tuple[float, float] = (2.0, 12.0)) -> None:
+        from grainseg.models.base import normalize_preprocessing
+
+        self.source = SyntheticGrainDataset(length, size, n_grains=n_grains, boundary_width=boundary_width,
+                                            color=None, seed=render_seed, style="randomized")
+        self.size = self.source.size
+        self.names = [f"synthetic_{render_seed}_{i}" for i in range(length)]
+        self.preprocessing = normalize_preprocessing(preprocessing)
+        self.in_chans, self.augment = in_chans, augment
+        self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
+        self.seed, self.epoch = int(seed), 0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def mask_path(self, index: int) -> str:
+        return self.names[index]
+
+    def check_pairs(self) -> dict:
+        """Generated masks are exact: nothing to report."""
+        return {"empty": [], "full": [], "inverted": [], "boundary_fraction": {}}
+
+    def common_image_size(self) -> List[int]:
+        return list(self.size)
+
+    def __getitem__(self, index: int):
+        from .datasets import augment_item
+        from .transforms import preprocess_image, preprocess_mask
+
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} images")
+        s = self.source.sample(index)
+        x = preprocess_image(s.image, self.preprocessing, self.in_chans)[0]
+        m = preprocess_mask(s.mask, self.preprocessing)
+        x, m = augment_item(x, m, self.augment, self.crop_size, (self.seed, self.epoch, index))
+        return {"image": x, "mask": m, "name": self.names[index], "index": index}

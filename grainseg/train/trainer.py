@@ -185,7 +185,10 @@ def _step_seed(seed: int, epoch: int, step: int, rank: int) -> int:
 def _recorded_config(cfg: "TrainConfig") -> Dict[str, Any]:
     """The configuration as a checkpoint records it (JSON values; data and splits file as absolute paths)."""
     rec = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-    rec["data"] = str(Path(cfg.data).resolve())
+    from grainseg.data.synthetic import parse_synthetic_spec
+
+    if parse_synthetic_spec(cfg.data) is None:
+        rec["data"] = str(Path(cfg.data).resolve())
     if cfg.init is not None:
         from grainseg.train.finetune import resolve_init_id
 
@@ -310,11 +313,23 @@ def _resolve_split(cfg: TrainConfig) -> Dict[str, Any]:
 
 def _make_datasets(cfg: TrainConfig, prep: Dict[str, Any], in_chans: int) -> tuple:
     """(train, val, split record) for the configuration."""
+    from grainseg.data.synthetic import SyntheticSegmentationDataset, parse_synthetic_spec
+
+    augment = PairedAugment(extra=cfg.augment_extra) if cfg.augment else None
+    synthetic = parse_synthetic_spec(cfg.data)
+    if synthetic is not None:  # generated: train from seed stream seed, validation from another
+        n, size = synthetic
+        kw = dict(preprocessing=prep, in_chans=in_chans, seed=cfg.seed)
+        train_ds = SyntheticSegmentationDataset(n, size, render_seed=cfg.split_seed, augment=augment,
+                                                crop_size=cfg.crop_size, **kw)
+        val_ds = SyntheticSegmentationDataset(max(1, n // 10), size, render_seed=cfg.split_seed + 1_000_003, **kw)
+        return train_ds, val_ds, {"split": None, "synthetic": {"train": n, "val": len(val_ds), "size": list(size),
+                                                               "render_seed": cfg.split_seed},
+                                  "val_is_train": False, "note": None}
     how = _resolve_split(cfg)
     split = how["split"]
     common = dict(layout=cfg.layout, splits_file=cfg.splits_file, in_chans=in_chans,
                   threshold=cfg.threshold, polarity=cfg.polarity, seed=cfg.seed)
-    augment = PairedAugment(extra=cfg.augment_extra) if cfg.augment else None
     record: Dict[str, Any] = {"split": split, "val_fraction": None, "note": how["note"]}
     if how["holdout"]:
         from grainseg.train.finetune import holdout_split
@@ -341,7 +356,7 @@ def _check_inputs(cfg: TrainConfig, ds: SegmentationDataset, prep: Dict[str, Any
     if cfg.crop_size is not None and size is not None and (cfg.crop_size[0] > size[0] or cfg.crop_size[1] > size[1]):
         raise ValueError(f"crop size {cfg.crop_size[0]}x{cfg.crop_size[1]} is larger than the network input "
                          f"{size[0]}x{size[1]} the images are resized to; choose a smaller --crop-size")
-    if len(ds) == 0:
+    if len(ds) == 0 or not hasattr(ds, "image_path"):
         return
     from grainseg.data.io import read_image
     from grainseg.data.transforms import match_channels, to_chw_tensor
@@ -356,8 +371,12 @@ def _check_inputs(cfg: TrainConfig, ds: SegmentationDataset, prep: Dict[str, Any
 
 def _dataset_description(cfg: TrainConfig, train_ds: SegmentationDataset, val_ds: SegmentationDataset,
                          record: Optional[Dict[str, Any]] = None) -> str:
-    name = Path(cfg.data).resolve().name
     record = record or {"split": cfg.split}
+    if record.get("synthetic"):
+        s = record["synthetic"]
+        return (f"synthetic domain-randomised Voronoi micrographs ({s['train']} training / {s['val']} validation, "
+                f"{s['size'][0]}x{s['size'][1]}, render seed {s['render_seed']}); checkpoint chosen on validation loss")
+    name = Path(cfg.data).resolve().name
     if record.get("split"):
         split = f"split `{record['split']}`"
     elif record.get("val_fraction"):
