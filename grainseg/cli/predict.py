@@ -2,7 +2,8 @@
 
 Segments micrographs (files or folders of PNG / JPEG / TIFF / BMP), measures their grains and writes,
 per image, ``<stem>_prob.png`` (16-bit probability), ``_mask.png`` (white = grain interior),
-``_overlay.png``, ``_labels.tif`` (grain-interior instance labels), ``_grains.csv`` and
+``_overlay.png``, ``_e112.png`` (the E112 test pattern with its boundary crossings), ``_sizes.png``
+(grain-size distribution; needs matplotlib, the ``[plot]`` extra), ``_labels.tif`` (grain-interior instance labels), ``_grains.csv`` and
 ``_summary.json`` (counts, sizes, ASTM E112 G by both methods with 95 % CIs, model id and revision).
 Existing files are never replaced without ``--overwrite``.  A bad image prints one ``error:`` line and
 the batch goes on; the exit code is 1 when any image failed, 2 for a usage error.

@@ -18,6 +18,7 @@ import numpy as np
 from .astm import NO_SCALE_NOTE, intercept, planimetric
 from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
 from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
+from .plots import pattern_overlay, size_distribution_png
 from .stats import grain_table, table_to_csv
 
 #: Which count ``G_intercept`` uses (chosen on the ExONE ``grouped`` val micrographs, where it beat the
@@ -35,6 +36,8 @@ OUTPUT_SUFFIXES = {
     "probability": "_prob.png",
     "mask": "_mask.png",
     "overlay": "_overlay.png",
+    "pattern": "_e112.png",
+    "sizes": "_sizes.png",
     "labels": "_labels.tif",
     "grains": "_grains.csv",
     "summary": "_summary.json",
@@ -240,7 +243,8 @@ class GrainReport:
         return {k: Path(out_dir) / f"{stem}{s}" for k, s in OUTPUT_SUFFIXES.items()}
 
     def save(self, out_dir: Union[str, Path], stem: str, overwrite: bool = False) -> Dict[str, Path]:
-        """Write probability (16-bit PNG), mask (PNG, white = interior), overlay, labels (uint32 TIFF), CSV, JSON.
+        """Write probability (16-bit PNG), mask (PNG, white = interior), overlay, the E112 pattern with its
+        crossings, the size distribution (only with matplotlib), labels (uint32 TIFF), CSV, JSON.
 
         Refuses (FileExistsError, nothing written) when any of them exists, unless ``overwrite``.
         """
@@ -269,13 +273,28 @@ class GrainReport:
             "probability": png(prob16),
             "mask": png(self.mask.astype(np.uint8) * 255),
             "overlay": png(self.overlay()),
+            "pattern": png(self.pattern_overlay()) if min(self.mask.shape) >= 9 else None,
+            "sizes": self.size_distribution_png(),
             "labels": tif(self.labels.astype(np.uint32)),
             "grains": table_to_csv(self.table).encode("utf-8"),
             "summary": (json.dumps(_jsonable(self.summary), indent=2) + "\n").encode("utf-8"),
         }
+        written = {}
         for kind, path in paths.items():
-            _write_bytes(path, blobs[kind], overwrite)
-        return paths
+            if blobs[kind] is not None:
+                _write_bytes(path, blobs[kind], overwrite)
+                written[kind] = path
+        return written
+
+    def pattern_overlay(self) -> np.ndarray:
+        """uint8 RGB micrograph with the E112 test pattern (yellow) and its boundary crossings (red dots)."""
+        return pattern_overlay(_as_rgb_uint8(self.image), ~self.mask)
+
+    def size_distribution_png(self) -> Optional[bytes]:
+        """PNG of the equivalent-diameter histogram with a log-normal fit (None without matplotlib)."""
+        u = self.unit
+        return size_distribution_png(self.table[f"equivalent_diameter_{u}"], u, self.scale,
+                                     title=Path(self.source).name if self.source else "")
 
 
 

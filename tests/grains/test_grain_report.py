@@ -55,8 +55,11 @@ def test_save_writes_everything_and_never_overwrites(micrograph, tmp_path):
     s = micrograph
     r = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=1.0)
     paths = r.save(tmp_path, "m")
+    from grainseg.grains.plots import have_matplotlib
+
     assert sorted(p.name for p in paths.values()) == sorted(
-        ["m_prob.png", "m_mask.png", "m_overlay.png", "m_labels.tif", "m_grains.csv", "m_summary.json"])
+        ["m_prob.png", "m_mask.png", "m_overlay.png", "m_e112.png", "m_labels.tif", "m_grains.csv", "m_summary.json"]
+        + (["m_sizes.png"] if have_matplotlib() else []))
     prob = read_image(paths["probability"])
     assert prob.dtype == np.uint16 and prob.shape == (200, 260)
     np.testing.assert_array_equal(np.array(Image.open(paths["mask"])) > 127, s.mask > 0)
@@ -78,3 +81,31 @@ def test_bad_probability():
         GrainReport.from_probability(np.zeros((4, 4)), np.zeros((5, 4)))
     with pytest.raises(ValueError, match="threshold"):
         GrainReport.from_probability(np.zeros((4, 4)), np.zeros((4, 4)), threshold=1.5)
+
+
+def test_e112_pattern_picture_marks_every_direct_crossing(micrograph):
+    from grainseg.grains.intercepts import e112_pattern, pattern_intercepts
+    from skimage.measure import label
+
+    s = micrograph
+    r = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=1.0)
+    pic = r.pattern_overlay()
+    assert pic.shape == (200, 260, 3) and pic.dtype == np.uint8
+    red = np.all(pic == (230, 0, 0), axis=-1)
+    yellow = np.all(pic == (255, 220, 0), axis=-1)
+    assert yellow.sum() > 500
+    counts = pattern_intercepts(e112_pattern(s.mask.shape), boundary=~r.mask)["direct"]
+    # one dot per crossing (dots of neighbouring crossings may touch, so at most that many blobs)
+    assert 0.6 * sum(counts) <= label(red).max() <= sum(counts) + 1
+
+
+def test_size_distribution_plot_or_none_without_matplotlib(micrograph, monkeypatch):
+    from grainseg.grains import plots
+
+    s = micrograph
+    r = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=0.5, source="x/m.png")
+    if plots.have_matplotlib():
+        png = r.size_distribution_png()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    monkeypatch.setattr(plots, "have_matplotlib", lambda: False)
+    assert plots.size_distribution_png(np.array([1.0, 2.0]), "um") is None
