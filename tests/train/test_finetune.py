@@ -227,3 +227,16 @@ def test_masks_that_are_mostly_boundary_warn_about_polarity(tmp_path):
 def test_crop_larger_than_the_network_input_is_refused_up_front(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="larger than the network input"):
         train(train_config(tiny_data, tmp_path / "o", crop_size=[64, 64]), model=tiny_model())
+
+
+def test_validation_reports_the_all_grain_baseline(tiny_data, tmp_path):
+    from grainseg.data.datasets import SegmentationDataset
+
+    train(train_config(tiny_data, tmp_path / "run"), model=tiny_model())
+    (ep,) = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]
+    val = SegmentationDataset(tiny_data, "paper", "val", preprocessing={"input_size": [32, 32]})
+    expected = []
+    for i in range(len(val)):
+        f = float(val[i]["mask"].mean())
+        expected.append(2 * f / (1 + f))
+    assert ep["val_dice_all_grain"] == pytest.approx(sum(expected) / len(expected), rel=1e-6)
