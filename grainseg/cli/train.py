@@ -70,7 +70,9 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--init", default=d.get("init"), metavar="MODEL_ID_OR_DIR",
                    help="start from these weights: a registered pretrained id, a Hub id or a folder saved by "
                         "save_pretrained (e.g. a run's best/)" + (f" (default {DEFAULT_INIT})" if finetune else ""))
-    p.add_argument("--data", required=True, help="data folder: RG/ + RGMask/ (ExONE) or images/ + masks/")
+    p.add_argument("--data", required=True,
+                   help="data folder: RG/ + RGMask/ (ExONE) or images/ + masks/; or synthetic:N[:HxW] for N "
+                        "domain-randomised synthetic micrographs")
     p.add_argument("--split", default=d.get("split", "paper"),
                    help="split name in DATA/splits.json; 'none' uses all images (with --val-fraction, a held-out "
                         "part validates); 'auto' the splits.json's only split if it exists, else 'none'")

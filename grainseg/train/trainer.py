@@ -16,6 +16,12 @@ item's augmentation from (seed, epoch, index) and the global RNG (dropout, drop-
 (seed, epoch, step, rank) before every step, so a run resumed at any step, mid-epoch included, is
 bit-identical to an uninterrupted one.
 
+``init`` starts from saved weights (a registered pretrained id, a Hub id or a save_pretrained folder;
+see :mod:`grainseg.train.finetune`): the architecture comes from it, its id and weights sha256 are
+recorded; ``freeze_encoder_epochs`` freezes the model's ``encoder_modules`` for the first epochs.
+Without a split, ``val_fraction`` holds whole images out for validation; ``data="synthetic:N"`` trains
+on domain-randomised synthetic micrographs.
+
 ``resume=True`` refuses a configuration that changes what the optimiser does (:data:`RESUME_FIXED`:
 lr, batch size, data, crop size, schedule, ...; ``epochs`` too under the cosine schedule), naming the
 field; the fields of :data:`RESUME_CHANGEABLE` (epochs, patience, ...) may change and each change is
@@ -278,6 +284,8 @@ def _check_out_dir(out: Path, resume: bool) -> None:
 def _build_model(cfg: TrainConfig, model: Optional[nn.Module]) -> tuple:
     """(model, init info or None)."""
     if model is not None:
+        if cfg.init is not None:
+            raise ValueError("pass either a model instance or config.init (the weights to start from), not both")
         return model, None
     if cfg.init is not None:
         from grainseg.train.finetune import load_init_model
@@ -449,7 +457,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
             say(f"note: {init_info['id']} predicts {init_info['saved_num_classes']} classes and the trainer trains "
                 f"one (grain interior): re-initialised {', '.join(init_info['head_reinitialised'])}", flush=True)
     elif cfg.model is None:
-        cfg = dataclasses.replace(cfg, model="vmunet_aspp")
+        cfg = dataclasses.replace(cfg, model=getattr(model, "model_name", None) or "vmunet_aspp")
     base = model
     prep = dict(getattr(base, "preprocessing", {}) or {})
     if cfg.input_size is not None:

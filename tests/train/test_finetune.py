@@ -240,3 +240,8 @@ def test_validation_reports_the_all_grain_baseline(tiny_data, tmp_path):
         f = float(val[i]["mask"].mean())
         expected.append(2 * f / (1 + f))
     assert ep["val_dice_all_grain"] == pytest.approx(sum(expected) / len(expected), rel=1e-6)
+
+
+def test_a_model_instance_and_init_together_are_refused(tiny_data, tmp_path, init_dir):
+    with pytest.raises(ValueError, match="not both"):
+        train(train_config(tiny_data, tmp_path / "o", init=str(init_dir)), model=tiny_model())
