@@ -52,3 +52,23 @@ def test_cli_errors_of_the_finetune_options(tmp_path, capsys):
     assert "input channel" in capsys.readouterr().err
     assert main(["train", *base, "--model", "unet", "--split", "paper", "--val-fraction", "0.5"],
                 catch_errors=True) == 2
+
+
+def test_augment_ablation_runs_each_option_and_reuses_runs(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    import augment_ablation
+
+    data = write_tiny_folders(tmp_path / "mine", n=3)
+    kw = json.dumps({"base_channels": 4})
+    rest = ["--model", "unet", "--model-kwargs", kw, "--data", str(data), "--epochs", "1", "--input-size", "32"]
+    out = tmp_path / "abl"
+    assert augment_ablation.main(["--out", str(out), "--options", "invert,jpeg", "--command", "train", "--",
+                                  *rest, "--split", "none", "--val-fraction", "0.34"]) == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [r["option"] for r in summary["rows"]] == ["none", "invert", "jpeg"]
+    assert all(r["best_epoch"] == 1 for r in summary["rows"]) and summary["rows"][0]["val_loss_vs_none"] == 0
+    assert json.loads((out / "jpeg" / "metrics.json").read_text())["config"]["augment_extra"] == ["jpeg"]
+    # a second call resumes (nothing left to train) instead of refusing the existing run folders
+    assert augment_ablation.main(["--out", str(out), "--options", "invert", "--command", "train", "--",
+                                  *rest, "--split", "none", "--val-fraction", "0.34"]) == 0
+    assert "ranking by val loss" in capsys.readouterr().out
