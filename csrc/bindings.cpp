@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cpu/scan_cpu.h"
+#include "cpu/scan_cpu_isa.h"
 #include "scan_cuda_api.h"
 #include "scan_params.h"
 #include "scan_params_torch.h"
@@ -396,6 +397,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   using namespace pybind11::literals;
   m.doc() = "grainseg scan kernels: fused SS2D four-direction scan and mamba-compatible selective scan";
   m.def("has_cuda", &grainseg::has_cuda, "True when compiled with the CUDA kernels");
+  m.def("cpu_capability", &grainseg::cpu::cpu_capability,
+        "CPU kernel variant in use: avx512, avx2, baseline (dispatch build) or native (GRAINSEG_MARCH build)");
+  m.def("set_cpu_capability", &grainseg::cpu::set_cpu_capability, "Switch the CPU kernel variant", "name"_a);
+  m.def("compiled_cpu_capabilities", &grainseg::cpu::compiled_cpu_capabilities,
+        "CPU kernel variants compiled in, best first");
+  m.def("supported_cpu_capabilities", &grainseg::cpu::supported_cpu_capabilities,
+        "The compiled CPU kernel variants this CPU runs, best first");
   m.def("ss2d_fwd", &grainseg::ss2d_fwd, "SS2D scan forward -> (y, ckpt)", "u"_a, "delta"_a, "A"_a, "B"_a, "C"_a,
         "D"_a, "delta_bias"_a, "delta_softplus"_a, "chunk"_a, py::call_guard<py::gil_scoped_release>());
   m.def("ss2d_bwd", &grainseg::ss2d_bwd, "SS2D scan backward -> (du, ddelta, dA, dB, dC, dD, ddelta_bias)", "dy"_a,

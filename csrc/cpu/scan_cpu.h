@@ -1,4 +1,5 @@
-// Entry points of the CPU scan kernels, instantiated in scan_cpu.cpp for
+// Entry points of the CPU scan kernels, instantiated in scan_cpu.cpp (forwarding to the kernel variant in
+// use, scan_cpu_isa.h) for
 // in_t in {float, double, c10::Half, c10::BFloat16} with acc_t = double for double inputs, float otherwise.
 // No torch headers: the binding includes this and passes a filled ScanParams / ScanBwdParams.
 #pragma once

@@ -27,6 +27,8 @@
 //             up to kMinBlocks threads).
 #pragma once
 
+#include "cpu/scan_kernel_ns.h"
+
 #include <algorithm>
 #include <new>
 #include <type_traits>
@@ -42,6 +44,7 @@
 
 namespace grainseg {
 namespace cpu {
+namespace GRAINSEG_KERNEL_NS {
 
 inline int max_threads() {
 #ifdef _OPENMP
@@ -613,5 +616,6 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
   }
 }
 
+}  // namespace GRAINSEG_KERNEL_NS
 }  // namespace cpu
 }  // namespace grainseg

@@ -8,11 +8,14 @@
 // exists for gradcheck, where exactness matters more than speed.
 #pragma once
 
+#include "cpu/scan_kernel_ns.h"
+
 #include <cmath>
 #include <cstdint>
 
 namespace grainseg {
 namespace cpu {
+namespace GRAINSEG_KERNEL_NS {
 
 // Bit casts (a builtin so that the vectoriser sees plain register moves, unlike std::memcpy).
 inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
@@ -96,5 +99,6 @@ inline T softplus_grad(T x) {
   return x > T(20) ? T(1) : s;
 }
 
+}  // namespace GRAINSEG_KERNEL_NS
 }  // namespace cpu
 }  // namespace grainseg

@@ -15,6 +15,8 @@
 // n-sums are added in another order.
 #pragma once
 
+#include "cpu/scan_kernel_ns.h"
+
 #include "scan_params.h"
 
 #if defined(__AVX__)
@@ -22,6 +24,7 @@
 
 namespace grainseg {
 namespace cpu {
+namespace GRAINSEG_KERNEL_NS {
 namespace simd {
 
 // Sum of the 8 floats of an AVX register (in-register pairwise tree).  Needs AVX only: the generic
@@ -33,6 +36,7 @@ inline float hsum8(__m256 x) {
 }
 
 }  // namespace simd
+}  // namespace GRAINSEG_KERNEL_NS
 }  // namespace cpu
 }  // namespace grainseg
 #endif
@@ -48,6 +52,7 @@ inline float hsum8(__m256 x) {
 
 namespace grainseg {
 namespace cpu {
+namespace GRAINSEG_KERNEL_NS {
 namespace simd {
 
 // log2(e): the cores keep A pre-scaled by it, a2 = a log2(e), so exp(dt a) = exp2(dt a2) and the
@@ -229,6 +234,7 @@ inline void reverse_steps(typename I::V (&dx)[M], typename I::V (&dA)[M], const 
 }
 
 }  // namespace simd
+}  // namespace GRAINSEG_KERNEL_NS
 }  // namespace cpu
 }  // namespace grainseg
 

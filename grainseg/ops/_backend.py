@@ -29,7 +29,8 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 # Asked once at import: torch.compile (Dynamo) cannot trace a call into the pybind module.
 _HAS_CUDA = _C is not None and bool(_C.has_cuda())
 
-__all__ = ["backend", "use_backend", "extension", "extension_has_cuda", "BACKEND_CHOICES"]
+__all__ = ["backend", "use_backend", "extension", "extension_has_cuda", "BACKEND_CHOICES", "cpu_capability",
+           "cpu_capabilities", "use_cpu_capability"]
 
 #: Values accepted by ``GRAINSEG_BACKEND`` and :func:`use_backend`.
 BACKEND_CHOICES = ("auto", "reference", "extension")
@@ -95,3 +96,37 @@ def use_backend(name: str) -> Iterator[None]:
         yield
     finally:
         _override = previous
+
+
+def _require_extension(what: str):
+    if _C is None:
+        raise RuntimeError(f"{what}: grainseg._C failed to import: {_IMPORT_ERROR}")
+    return _C
+
+
+def cpu_capability() -> Optional[str]:
+    """The CPU kernel variant in use, or ``None`` for a pure-Python install.
+
+    ``"avx512"``, ``"avx2"`` or ``"baseline"`` in the default (runtime dispatch) build: the best this
+    CPU runs, or the one ``GRAINSEG_CPU_CAPABILITY`` names; ``"native"`` in a ``GRAINSEG_MARCH`` build.
+    Raises ``ValueError`` for an unknown ``GRAINSEG_CPU_CAPABILITY`` and ``RuntimeError`` when the CPU
+    lacks the variant it names.
+    """
+    return None if _C is None else _C.cpu_capability()
+
+
+def cpu_capabilities() -> list:
+    """The CPU kernel variants this build holds that this CPU runs, best first (empty without ``_C``)."""
+    return [] if _C is None else list(_C.supported_cpu_capabilities())
+
+
+@contextlib.contextmanager
+def use_cpu_capability(name: str) -> Iterator[None]:
+    """Temporarily run the CPU kernels' variant ``name`` in this process (tests, benchmarks)."""
+    C = _require_extension("use_cpu_capability")
+    previous = C.cpu_capability()
+    C.set_cpu_capability(name)
+    try:
+        yield
+    finally:
+        C.set_cpu_capability(previous)
