@@ -422,8 +422,8 @@ class SegmentationModel(
         data = ModelCardData(**self._hub_mixin_info.model_card_data.to_dict())
         if kwargs.get("dataset"):
             data.datasets = [str(kwargs["dataset"])]
-        if kwargs.get("init_model") and not Path(str(kwargs["init_model"])).exists():
-            data.base_model = str(kwargs["init_model"])  # a Hub / registered id (a local folder is no id)
+        if kwargs.get("init_base_model"):
+            data.base_model = str(kwargs["init_base_model"])  # the Hub / registered id fine-tuned from
         return ModelCard.from_template(
             card_data=data,
             template_str=self._hub_mixin_info.model_card_template,

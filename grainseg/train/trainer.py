@@ -301,6 +301,8 @@ def _resolve_split(cfg: TrainConfig) -> Dict[str, Any]:
     split, note = cfg.split, None
     if split == "auto":
         sfile = Path(cfg.splits_file) if cfg.splits_file is not None else Path(cfg.data) / "splits.json"
+        if cfg.splits_file is not None and not sfile.is_file():
+            raise FileNotFoundError(f"splits file {sfile} does not exist")
         if sfile.is_file():
             from grainseg.data.datasets import load_splits
 
@@ -557,7 +559,9 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
                   "split_used": split_record,
                   "init": None if init_info is None else {k: init_info[k] for k in (
                       "id", "sha256", "architecture", "head_reinitialised")}}
-    card_kwargs = {} if init_info is None else {"init_model": init_info["id"], "init_sha256": init_info["sha256"]}
+    card_kwargs = {} if init_info is None else {
+        "init_model": init_info["id"], "init_sha256": init_info["sha256"],
+        "init_base_model": None if Path(cfg.init).expanduser().is_dir() else init_info["id"]}
 
     def write_metrics() -> None:
         if info.is_main:

@@ -45,6 +45,7 @@ def test_init_loads_the_saved_weights_and_records_them(tiny_data, tmp_path, init
     assert metrics["init"]["sha256"] == _sha(init_dir / "model.safetensors")
     card = (out / "best" / "README.md").read_text()
     assert "Fine-tuned from" in card and metrics["init"]["sha256"] in card
+    assert "base_model" not in card  # a local folder is no Hub id for the metadata
     start, tuned = load_file(str(init_dir / "model.safetensors")), load_file(str(out / "best" / "model.safetensors"))
     enc = set(grainseg.from_pretrained(init_dir).encoder_parameters())
     # the encoder was frozen for the only epoch: exactly the init's values; the decoder trained
@@ -198,6 +199,9 @@ def test_split_auto_uses_splits_json_or_holds_out(tiny_data, tmp_path):
     train(train_config(data, tmp_path / "b", split="auto", val_fraction=0.25), model=tiny_model())
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert m["split_used"]["split"] is None and m["val_images"] == 1 and m["train_images"] == 3
+    with pytest.raises(FileNotFoundError, match="splits file"):
+        train(train_config(data, tmp_path / "c", split="auto", splits_file=str(tmp_path / "none.json")),
+              model=tiny_model())
 
 
 def test_one_image_trains_with_the_documented_fallback(tmp_path):
