@@ -95,6 +95,8 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--loss", default="bce", choices=["bce", "dice", "dicece"])
     p.add_argument("--patience", type=int, default=d.get("patience", 4),
                    help="early stopping: epochs without val-loss improvement (0: off)")
+    p.add_argument("--select-on", choices=["val_loss", "val_dice", "val_boundary_f1"], default="val_loss",
+                   help="what picks best/ and drives early stopping (loss: lower is better; the others higher)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-augment", action="store_true", help="disable flips / rotations / brightness-contrast")
     p.add_argument("--augment-extra", default="", metavar="NAMES",
@@ -142,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         polarity=args.polarity, threshold=args.threshold, model_kwargs=args.model_kwargs,
         progress=not args.no_progress, init=args.init, freeze_encoder_epochs=args.freeze_encoder_epochs,
         val_fraction=args.val_fraction, split_seed=args.split_seed, augment_extra=args.augment_extra,
+        select_on=args.select_on,
     )
     summary = train(cfg)
     import os

@@ -68,7 +68,10 @@ SCHEDULES = ("constant", "cosine")
 RESUME_FIXED = ("model", "model_kwargs", "data", "split", "splits_file", "layout", "polarity", "threshold",
                 "batch_size", "lr", "weight_decay", "loss", "schedule", "warmup_epochs", "seed", "augment",
                 "crop_size", "input_size", "init", "freeze_encoder_epochs", "val_fraction", "split_seed",
-                "augment_extra")
+                "augment_extra", "select_on")
+#: What chooses the best checkpoint (and drives early stopping): the validation loss (lower is better)
+#: or, higher being better, the validation Dice or boundary F1 (2 px, at the network resolution).
+SELECT_ON = ("val_loss", "val_dice", "val_boundary_f1")
 #: Fields a resumed run may change (each change is recorded in metrics.json); ``epochs`` is fixed under
 #: the cosine schedule, whose length it sets.
 RESUME_CHANGEABLE = ("epochs", "patience", "min_delta", "checkpoint_every", "num_workers", "device", "amp",
@@ -134,6 +137,8 @@ class TrainConfig:
     split_seed: int = 0
     #: optional robustness augmentations (PairedAugment ``extra``), e.g. ["invert", "gamma"]
     augment_extra: List[str] = field(default_factory=list)
+    #: the validation number that picks best/ and drives early stopping (:data:`SELECT_ON`)
+    select_on: str = "val_loss"
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
@@ -164,6 +169,8 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < self.epochs):
             raise ValueError(f"warmup_epochs must be >= 0 and < epochs ({self.epochs}), got {self.warmup_epochs!r}")
+        if self.select_on not in SELECT_ON:
+            raise ValueError(f"select_on must be one of {', '.join(SELECT_ON)}, got {self.select_on!r}")
         if self.amp not in ("auto", "on", "off"):
             raise ValueError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
         for name in ("crop_size", "input_size"):
@@ -632,21 +639,27 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
                  "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 2),
                  "train_images_per_s": round(train_seen / max(state["epoch_seconds"], 1e-9), 3)}
         state["history"].append(entry)
-        improved = val["val_loss"] < state["best_val_loss"] - cfg.min_delta
+        if cfg.select_on == "val_loss":
+            improved = val["val_loss"] < state["best_val_loss"] - cfg.min_delta
+        else:
+            best = state.get("best_score")
+            improved = best is None or val[cfg.select_on] > best + cfg.min_delta
         if improved:
             state["best_val_loss"], state["best_epoch"], state["bad_epochs"] = val["val_loss"], epoch + 1, 0
+            state["best_score"] = val[cfg.select_on]
             if info.is_main:
                 _unwrap(model).save_pretrained(
                     out / BEST_DIR, overwrite=True, dataset=_dataset_description(cfg, train_ds, val_ds, split_record),
                     model_card_kwargs=card_kwargs,
                     metrics={"epoch": epoch + 1, "val_loss": val["val_loss"], "val_dice": val["val_dice"],
-                             "val_iou": val["val_iou"], "train_loss": entry["train_loss"]})
+                             "val_iou": val["val_iou"], **{k: val[k] for k in ("val_boundary_f1",) if k in val},
+                             "train_loss": entry["train_loss"], "selected_on": cfg.select_on})
         else:
             state["bad_epochs"] += 1
         stop = cfg.patience > 0 and state["bad_epochs"] >= cfg.patience
         state["stopped_early"] = dist_utils.broadcast_flag(stop, info, device)
         say(f"epoch {epoch + 1}: train_loss {entry['train_loss']:.4f} val_loss {val['val_loss']:.4f} "
-            f"val_dice {val['val_dice']:.4f} (all-grain {val['val_dice_all_grain']:.4f}) ({seconds:.0f}s){' *best*' if improved else ''}"
+            f"val_dice {val['val_dice']:.4f}{_extra_scores(val)} ({seconds:.0f}s){' *best*' if improved else ''}"
             f"{' early stop' if state['stopped_early'] else ''}", flush=True)
         state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, seen=0, epoch_seconds=0.0)
         checkpoint()
@@ -657,6 +670,16 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     return {"out": str(out), "best_dir": str(out / BEST_DIR), "best_epoch": state["best_epoch"],
             "best_val_loss": state["best_val_loss"], "stopped_early": state["stopped_early"],
             "epochs_run": len(state["history"]), "history": state["history"]}
+
+
+def _extra_scores(val: Dict[str, float]) -> str:
+    """The epoch line's all-grain Dice and boundary F1, where the validation reported them."""
+    parts = []
+    if "val_dice_all_grain" in val:
+        parts.append(f" (all-grain {val['val_dice_all_grain']:.4f})")
+    if "val_boundary_f1" in val:
+        parts.append(f" val_bf1 {val['val_boundary_f1']:.4f}")
+    return "".join(parts)
 
 
 def _progress(total: int, initial: int, desc: str, enabled: bool):
@@ -671,12 +694,15 @@ def _progress(total: int, initial: int, desc: str, enabled: bool):
 @torch.no_grad()
 def _validate(model: nn.Module, ds: SegmentationDataset, criterion: nn.Module, batch_size: int,
               device: torch.device, use_amp: bool, info: dist_utils.DistInfo, loader_kw: dict) -> Dict[str, float]:
-    """Mean loss, per-image Dice and IoU over the (sharded) validation set, at the network resolution, and
+    """Mean loss, per-image Dice, IoU and boundary F1 (2 px) over the (sharded) validation set, at the
+    network resolution, and
     the Dice of predicting grain everywhere (``val_dice_all_grain``: the score a model must beat; grain
     interiors cover most of a micrograph)."""
     model.eval()
     own = list(range(len(ds)))[info.rank::info.world_size]
-    sums = [0.0, 0.0, 0.0, 0.0, 0.0]  # loss * n, dice, iou, n, dice of "all grain"
+    from grainseg.train.metrics import boundary_f1
+
+    sums = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss * n, dice, iou, n, dice of "all grain", boundary F1
     if own:
         for batch in DataLoader(ds, batch_sampler=_batches(own, batch_size), **loader_kw):
             x, y = batch["image"].to(device), batch["mask"].to(device)
@@ -689,7 +715,10 @@ def _validate(model: nn.Module, ds: SegmentationDataset, criterion: nn.Module, b
             sums[2] += i
             sums[3] += x.shape[0]
             sums[4] += _batch_dice_iou(torch.ones_like(logits), y)[0]
-    loss, dice, iou, n, trivial = dist_utils.all_reduce_sum(sums, info, device)
+            prob = torch.sigmoid(logits).cpu().numpy()
+            sums[5] += sum(boundary_f1(prob[i, 0], y[i, 0].cpu().numpy()) for i in range(x.shape[0]))
+    loss, dice, iou, n, trivial, bf1 = dist_utils.all_reduce_sum(sums, info, device)
     model.train()
     n = max(n, 1)
-    return {"val_loss": loss / n, "val_dice": dice / n, "val_iou": iou / n, "val_dice_all_grain": trivial / n}
+    return {"val_loss": loss / n, "val_dice": dice / n, "val_iou": iou / n, "val_dice_all_grain": trivial / n,
+            "val_boundary_f1": bf1 / n}

@@ -269,3 +269,19 @@ def test_ddp_with_init_and_a_frozen_encoder(tiny_data, tmp_path, init_dir):
     enc = grainseg.from_pretrained(init_dir).encoder_parameters()
     encoder_moved = any(not torch.equal(start[k], tuned[k]) for k in enc)
     assert encoder_moved == (metrics["best_epoch"] == 2)  # frozen in epoch 1, trained in epoch 2
+
+
+@pytest.mark.parametrize("select_on", ["val_boundary_f1", "val_dice"])
+def test_select_on_picks_the_epoch_with_the_highest_score(tiny_data, tmp_path, select_on):
+    out = tmp_path / "run"
+    train(train_config(tiny_data, out, epochs=4, patience=0, lr=3e-3, select_on=select_on), model=tiny_model())
+    m = json.loads((out / "metrics.json").read_text())
+    scores = [e[select_on] for e in m["epochs"]]
+    assert all(0.0 <= e["val_boundary_f1"] <= 1.0 for e in m["epochs"])
+    assert m["best_epoch"] == 1 + scores.index(max(scores))  # the first of the highest
+    card = (out / "best" / "README.md").read_text()
+    assert f"| selected_on | {select_on} |" in card
+    with pytest.raises(ValueError, match="select_on"):
+        train(train_config(tiny_data, tmp_path / "x", select_on="val_iou"), model=tiny_model())
+    with pytest.raises(ValueError, match="select_on"):
+        train(train_config(tiny_data, out, epochs=5, patience=0, lr=3e-3, resume=True), model=tiny_model())
