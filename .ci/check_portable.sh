@@ -29,7 +29,8 @@ echo "check_portable: built in $(( $(date +%s) - start )) s"
 
 objs=$(find "$tmp/build" -name '*.o' ! -path '*/isa/*')
 isa=$(find "$tmp/build" -path '*/isa/*' -name 'scan_cpu_*.isa.o')
-has() { objdump -d "$@" | grep -Eq "$regs"; }
+# (through a file: grep -q stops reading early, and under pipefail objdump's SIGPIPE would fail the pipe)
+has() { objdump -d "$@" > "$tmp/disassembly.txt" && grep -Eq "$regs" "$tmp/disassembly.txt"; }
 regs='%[yz]mm'
 for o in $objs $(printf '%s\n' $isa | grep baseline); do
   if has "$o"; then echo "check_portable: $o (common or baseline code) contains AVX instructions"; exit 1; fi
