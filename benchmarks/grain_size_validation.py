@@ -37,7 +37,7 @@ def _mpu_folder(modality: str, tmp: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model id or directory (default: the embedded one)")
-    ap.add_argument("--out", default=str(HERE / "results" / "grain_size_default.json"))
+    ap.add_argument("--out", default=str(HERE / "results" / "grain_size_default.json"), help="results JSON")
     ap.add_argument("--methods", default="threshold,watershed")
     args = ap.parse_args()
     from grainseg.inference.predict import load_model
