@@ -58,7 +58,10 @@ def test_dry_run_runs_every_step_in_order(dry_run):
         assert s["status"] in ("ok", "dry", "stopped", "skipped"), s
         assert isinstance(s["seconds"], (int, float)) and s["seconds"] >= 0
     statuses = data["step_statuses"]
-    assert statuses["env"] == "ok" and data["steps_not_ok"] == []
+    # without the ExONE data (no shared/ beside the checkout) the training run is skipped, and says why
+    no_data = statuses.get("train_run") == "skipped" and any(
+        s["name"] == "train_run" and "no training data" in s.get("note", "") for s in data["steps"])
+    assert statuses["env"] == "ok" and [n for n in data["steps_not_ok"] if not (no_data and n == "train_run")] == []
     for name in ("build", "pytest", "memcheck", "racecheck", "bench_scan", "train_step"):
         assert statuses[name] == "dry", (name, statuses[name])  # stand-ins or CPU runs, never "ok" in a dry run
     sdist = list(CARRY.glob("mamba_ssm-*.tar.gz"))
