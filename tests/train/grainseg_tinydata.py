@@ -64,3 +64,21 @@ def train_config(data, out, **kw):
     base = dict(data=str(data), out=str(out), model="unet", split="paper", epochs=1, batch_size=2, lr=1e-3,
                 progress=False, seed=0)
     return TrainConfig(**{**base, **kw})
+
+
+def torchrun_train(out, train_args: List[str], timeout: float) -> Dict:
+    """Run ``grainseg train`` under torchrun with two gloo processes on the CPU; return its metrics.json.
+
+    ``train_args``: the train options other than ``--device``, ``--no-progress`` and ``--out``.
+    Fails the test (with the tail of both streams) on a non-zero exit; ``result`` holds the process.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "grainseg", "train", *train_args, "--device", "cpu", "--no-progress", "--out", str(out)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return {"metrics": json.loads((Path(out) / "metrics.json").read_text()), "result": res}

@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grainseg_tinydata import tiny_model, train_config, write_tiny_folders  # noqa: E402
+from grainseg_tinydata import tiny_model, torchrun_train, train_config, write_tiny_folders  # noqa: E402
 
 import grainseg  # noqa: E402
 from grainseg.train import trainer as trainer_mod  # noqa: E402
@@ -252,18 +252,10 @@ def test_a_model_instance_and_init_together_are_refused(tiny_data, tmp_path, ini
 
 
 def test_ddp_with_init_and_a_frozen_encoder(tiny_data, tmp_path, init_dir):
-    import os
-    import subprocess
-
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "grainseg", "train", "--init", str(init_dir), "--data", str(tiny_data), "--split", "paper",
-           "--epochs", "2", "--freeze-encoder-epochs", "1", "--batch-size", "1", "--lr", "1e-3", "--device", "cpu",
-           "--no-progress", "--out", str(out)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = torchrun_train(out, ["--init", str(init_dir), "--data", str(tiny_data), "--split", "paper",
+                                   "--epochs", "2", "--freeze-encoder-epochs", "1", "--batch-size", "1",
+                                   "--lr", "1e-3"], timeout=240)["metrics"]
     assert metrics["world_size"] == 2 and len(metrics["epochs"]) == 2
     start, tuned = load_file(str(init_dir / "model.safetensors")), load_file(str(out / "best" / "model.safetensors"))
     enc = grainseg.from_pretrained(init_dir).encoder_parameters()

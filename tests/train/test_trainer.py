@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grainseg_tinydata import TINY_SIZE, tiny_model, train_config  # noqa: E402
+from grainseg_tinydata import TINY_SIZE, tiny_model, torchrun_train, train_config  # noqa: E402
 
 import grainseg  # noqa: E402
 from grainseg.train import trainer as trainer_mod  # noqa: E402
@@ -109,15 +107,10 @@ def test_bad_config_raises(tiny_data, tmp_path):
 
 def test_ddp_two_gloo_processes(tiny_data, tmp_path):
     out = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
     kwargs = json.dumps({"base_channels": 4, "preprocessing": {"input_size": [TINY_SIZE, TINY_SIZE]}})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "grainseg", "train", "--model", "unet", "--model-kwargs", kwargs, "--data", str(tiny_data),
-           "--split", "paper", "--epochs", "1", "--batch-size", "1", "--lr", "1e-3", "--device", "cpu",
-           "--no-progress", "--out", str(out)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
+    run = torchrun_train(out, ["--model", "unet", "--model-kwargs", kwargs, "--data", str(tiny_data), "--split",
+                               "paper", "--epochs", "1", "--batch-size", "1", "--lr", "1e-3"], timeout=180)
+    metrics, res = run["metrics"], run["result"]
     assert metrics["world_size"] == 2 and len(metrics["epochs"]) == 1
     assert res.stdout.count("best epoch 1") == 1  # only rank 0 reports
     grainseg.from_pretrained(out / "best")
