@@ -22,7 +22,7 @@ import warnings
 from typing import List, Optional
 
 #: Command modules, in the order ``grainseg --help`` lists them.
-COMMANDS = ("predict", "validate", "train", "evaluate", "models", "bench")
+COMMANDS = ("predict", "validate", "train", "evaluate", "models", "hub", "bench")
 #: Commands that read images: they take ``--max-pixels``.
 IMAGE_COMMANDS = ("predict", "validate", "train", "evaluate")
 #: Exceptions that mean the user asked for something that cannot be done (exit 2, one line).
