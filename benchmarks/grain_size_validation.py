@@ -12,15 +12,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_scan import machine_info  # noqa: E402  (CPU model, flags, torch, commit, date)
+
 SHARED = Path(os.environ.get("GRAINSEG_SHARED", HERE.parents[1] / "shared"))
+
+
+def summary_text(s: dict) -> str:
+    """Grain counts and mean |dG| (bias) of a validation summary, on one line."""
+    nan = float("nan")
+    return (f"grains {s['grains_pred']}/{s['grains_true']} "
+            f"|dG| plan {s['mean_abs_dG_planimetric'] or nan:.3f} ({s['bias_dG_planimetric'] or 0:+.3f}) "
+            f"int {s['mean_abs_dG_intercept'] or nan:.3f} ({s['bias_dG_intercept'] or 0:+.3f})")
+
+
+def write_record(path, record: dict) -> None:
+    """Write the results JSON (again after every step, so an interrupted run keeps what it measured)."""
+    Path(path).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"-> {path}", flush=True)
 
 
 def _mpu_folder(modality: str, tmp: Path) -> Path:
@@ -45,9 +60,7 @@ def main() -> None:
 
     model, info = load_model(args.model)
     exone = SHARED / "data" / "exone316l"
-    record = {"model": info, "machine": {"cpu": platform.processor() or platform.machine(),
-                                         "threads": torch.get_num_threads(), "torch": torch.__version__},
-              "date": time.strftime("%Y-%m-%d"), "results": {}}
+    record = {"model": info, "machine": machine_info("cpu"), "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
         sets = {f"exone_grouped_{sub}": (collect_labelled(exone, "grouped", sub), "grain") for sub in ("val", "test")}
         for mod in ("OM", "FESEM"):
@@ -63,11 +76,8 @@ def main() -> None:
                                                       "dG_intercept_direct_e112")} for r in res["rows"]]}
                 s = res["summary"]
                 print(f"{name:22s} {method:9s} Dice {s['mean_dice']:.4f} BF1 {s['mean_boundary_f1']:.3f} "
-                      f"ARE {s['mean_adapted_rand_error'] or float('nan'):.3f} grains {s['grains_pred']}/{s['grains_true']} "
-                      f"|dG| plan {s['mean_abs_dG_planimetric'] or float('nan'):.3f} ({s['bias_dG_planimetric'] or 0:+.3f}) "
-                      f"int {s['mean_abs_dG_intercept'] or float('nan'):.3f} ({s['bias_dG_intercept'] or 0:+.3f})", flush=True)
-    Path(args.out).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"-> {args.out}")
+                      f"ARE {s['mean_adapted_rand_error'] or float('nan'):.3f} {summary_text(s)}", flush=True)
+    write_record(args.out, record)
 
 
 if __name__ == "__main__":

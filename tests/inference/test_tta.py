@@ -1,0 +1,81 @@
+"""Test-time augmentation: inverse transforms line up, probabilities (not logits) are averaged."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from grainseg.inference import predict_proba
+from grainseg.inference.tta import TRANSFORMS, TTA, resolve_tta
+
+
+class Corner(nn.Module):
+    """Not rotation-invariant: logit = 4 * x of channel 0 plus a ramp along the width."""
+    in_chans = 3
+
+    def __init__(self, k: int = 1):
+        super().__init__()
+        self.k = k
+        self.w = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        ramp = torch.linspace(-2, 2, x.shape[-1]).expand_as(x[:, :1])
+        out = 4 * x[:, :1] + ramp + self.w
+        return out if self.k == 1 else torch.cat([-out, out], 1)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_every_inverse_undoes_its_transform(name):
+    x = torch.randn(2, 3, 8, 8)
+    for fwd, inv in TRANSFORMS[name]:
+        assert torch.equal(inv(fwd(x)), x)
+    images = {tuple(fwd(x).flatten().tolist()) for fwd, _ in TRANSFORMS[name]}
+    assert len(images) == len(TRANSFORMS[name])  # no transform listed twice
+
+
+def test_d4_averages_probabilities_of_the_eight_views():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 6, 6)
+    model = Corner()
+    expected = torch.stack([torch.sigmoid(inv(model(fwd(x)))) for fwd, inv in TRANSFORMS["d4"]]).mean(0)
+    got = torch.sigmoid(TTA(model, "d4")(x))
+    assert torch.allclose(got, expected, atol=1e-6)
+    # the ramp is antisymmetric under the horizontal flip: averaged over h-flips it vanishes
+    flat = torch.sigmoid(TTA(model, "hflip")(torch.zeros(1, 3, 6, 6)))
+    assert torch.allclose(flat, torch.full_like(flat, 0.5), atol=1e-6)
+
+
+def test_two_class_model_and_none():
+    x = torch.randn(2, 3, 6, 6)
+    model = Corner(k=2)
+    out = TTA(model, "flips")(x)
+    assert out.shape == (2, 2, 6, 6)
+    assert torch.allclose(out.exp().sum(1), torch.ones(2, 6, 6), atol=1e-5)
+    assert torch.allclose(torch.sigmoid(TTA(Corner(), "none")(x)), torch.sigmoid(Corner()(x)), atol=1e-5)
+
+
+def test_rotations_need_square_inputs_flips_do_not():
+    x = torch.randn(1, 3, 6, 8)
+    with pytest.raises(ValueError, match="needs square inputs"):
+        TTA(Corner(), "d4")(x)
+    assert TTA(Corner(), "flips")(x).shape == (1, 1, 6, 8)
+    with pytest.raises(ValueError, match=r"TTA input must be \(N, C, H, W\)"):
+        TTA(Corner())(torch.randn(3, 6, 6))
+
+
+@pytest.mark.parametrize("bad", ["rot", 3, "D4", ""])
+def test_bad_names_are_refused(bad):
+    with pytest.raises(ValueError, match="tta must be True, False or one of"):
+        resolve_tta(bad)
+    assert resolve_tta(True) == "d4" and resolve_tta(False) == resolve_tta(None) == "none"
+
+
+def test_wrapper_passes_model_attributes_and_works_in_predict_proba():
+    model = Corner()
+    model.preprocessing = {"input_size": [8, 8]}
+    wrapped = TTA(model, "d4")
+    assert wrapped.preprocessing == model.preprocessing and wrapped.in_chans == 3
+    image = np.random.default_rng(0).integers(0, 255, (20, 28, 3), dtype=np.uint8)
+    prob = predict_proba(wrapped, image)
+    assert prob.shape == (20, 28) and 0 <= prob.min() and prob.max() <= 1
