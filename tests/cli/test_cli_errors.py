@@ -4,14 +4,12 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from grainseg_tinydata import TINY_SIZE, write_tiny_exone  # noqa: E402
+from tests.helpers.tinydata import TINY_SIZE, write_tiny_exone
 
-from grainseg.cli import main  # noqa: E402
+from grainseg.cli import main
 
 KW = json.dumps({"base_channels": 4, "preprocessing": {"input_size": [TINY_SIZE, TINY_SIZE]}})
 

@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from grainseg_tinydata import TINY_SIZE, tiny_model, write_tiny_exone  # noqa: E402
+from tests.helpers.tinydata import TINY_SIZE, tiny_model, write_tiny_exone
 
-import grainseg  # noqa: E402
-from grainseg.cli import main  # noqa: E402
-from grainseg.data import SegmentationDataset  # noqa: E402
-from grainseg.train.metrics import dice_score  # noqa: E402
+import grainseg
+from grainseg.cli import main
+from grainseg.data import SegmentationDataset
+from grainseg.train.metrics import dice_score
 
 
 def test_evaluate_cli_table_and_json(tmp_path, capsys):

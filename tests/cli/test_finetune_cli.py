@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from grainseg_tinydata import write_tiny_folders  # noqa: E402
+from tests.helpers.benchmarks import load_benchmark
+from tests.helpers.tinydata import write_tiny_folders
 
-from grainseg.cli import build_parser, main  # noqa: E402
-from grainseg.cli.train import DEFAULT_INIT  # noqa: E402
+from grainseg.cli import build_parser, main
+from grainseg.cli.train import DEFAULT_INIT
 
 
 def test_finetune_defaults_are_the_small_data_ones():
@@ -55,8 +53,7 @@ def test_cli_errors_of_the_finetune_options(tmp_path, capsys):
 
 
 def test_augment_ablation_runs_each_option_and_reuses_runs(tmp_path, capsys):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    import augment_ablation
+    augment_ablation = load_benchmark("augment_ablation")
 
     data = write_tiny_folders(tmp_path / "mine", n=3)
     kw = json.dumps({"base_channels": 4})

@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from standin_model import StandInNet  # noqa: E402
+from tests.helpers.standin_model import StandInNet
 
-from grainseg.cli import main  # noqa: E402
-from grainseg.cli.predict import _stems, collect_inputs  # noqa: E402
-from grainseg.data.synthetic import make_micrograph  # noqa: E402
+from grainseg.cli import main
+from grainseg.cli.predict import _stems, collect_inputs
+from grainseg.data.synthetic import make_micrograph
 
 
 @pytest.fixture()

@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from grainseg_tinydata import write_tiny_exone, write_tiny_folders  # noqa: E402
+from tests.helpers.tinydata import write_tiny_exone, write_tiny_folders
 
-from grainseg.data import SegmentationDataset, find_pairs, load_splits  # noqa: E402
-from grainseg.data.transforms import PairedAugment  # noqa: E402
+from grainseg.data import SegmentationDataset, find_pairs, load_splits
+from grainseg.data.transforms import PairedAugment
 
 PREP = {"input_size": [16, 16]}
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +11,9 @@ from grainseg.data.synthetic import (SyntheticSegmentationDataset, _draw_lines, 
                                      parse_synthetic_spec, render_randomized, tessellate)
 from grainseg.data.transforms import PairedAugment
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from grainseg_tinydata import tiny_model, train_config, write_tiny_folders  # noqa: E402
+from tests.helpers.tinydata import tiny_model, train_config, write_tiny_folders
 
-from grainseg.train.trainer import train  # noqa: E402
+from grainseg.train.trainer import train
 
 
 def test_randomized_style_keeps_the_exact_mask_and_is_seeded():

@@ -15,7 +15,7 @@ import shutil
 import pytest
 import torch
 
-from cuda_cases import (
+from tests.gpu.cuda_cases import (
     CUDA_CHUNK,
     assert_reproduces_fixture,
     ss2d_fixture,
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 def emu():
     if shutil.which("ninja") is None or shutil.which("c++") is None:
         pytest.skip("the emulation build needs ninja and a C++ compiler")
-    from cuda_emulation import load_emulated_kernels
+    from tests.gpu.cuda_emulation import load_emulated_kernels
 
     try:
         return load_emulated_kernels()

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import grainseg.ops as ops
-from cuda_cases import (
+from tests.gpu.cuda_cases import (
     FOUNDATION_HW,
     INPUT_NAMES,
     TOLERANCES,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import grainseg.ops as ops
-from cuda_cases import assert_reproduces_fixture, ss2d_fixture, tiny_vmunet_aspp_fixture
+from tests.gpu.cuda_cases import assert_reproduces_fixture, ss2d_fixture, tiny_vmunet_aspp_fixture
 
 pytestmark = pytest.mark.gpu
 DEV = "cuda"

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.benchmarks import load_benchmark
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
 CARRY = Path(os.environ.get("GPU_CHECK_CARRY", REPO / ".carry"))
-sys.path.insert(0, str(REPO / "benchmarks"))
-import gpu_check  # noqa: E402
+gpu_check = load_benchmark("gpu_check")
 
 STEPS = ["env", "mamba_build_start", "build", "pytest", "memcheck", "racecheck", "bench_scan", "train_step",
          "mamba_build", "bench_mamba", "train_step_mamba"]

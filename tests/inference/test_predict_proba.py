@@ -12,7 +12,7 @@ from grainseg.data.transforms import preprocess_image
 from grainseg.inference import predict as predict_mod
 from grainseg.inference import predict_proba
 from grainseg.inference.predict import scaled_size
-from standin_model import StandInNet
+from tests.helpers.standin_model import StandInNet
 
 PREP_400 = {"normalize": "minmax", "input_size": [256, 256], "train_image_size": [400, 400]}
 

@@ -1,17 +1,15 @@
 """grainseg validate: stitching tiles, grain-level metrics, dG, outputs, bad input."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from standin_model import StandInNet  # noqa: E402
+from tests.helpers.standin_model import StandInNet
 
-from grainseg.data.synthetic import make_micrograph  # noqa: E402
-from grainseg.inference.validate import collect_labelled, validate, write_outputs  # noqa: E402
+from grainseg.data.synthetic import make_micrograph
+from grainseg.inference.validate import collect_labelled, validate, write_outputs
 
 
 def _write_tiled(root: Path, sources=(1, 2), grid=(2, 3), tile=96, seed=0):

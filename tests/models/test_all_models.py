@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from grainseg.models.registry import list_models
-from tester import ModelTester
+from tests.helpers.model_tester import ModelTester
 
 MODELS = list_models()
 #: Cheap to compile (the scan is one custom op, or a short loop on tiny maps): compiled in the fast suite.

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-from grainseg_tinydata import tiny_model  # noqa: E402
+from tests.helpers.tinydata import tiny_model
 
-import grainseg  # noqa: E402
-from grainseg.models.base import SegmentationModel  # noqa: E402
+import grainseg
+from grainseg.models.base import SegmentationModel
 
 NAMES = ("config.json", "model.safetensors", "README.md")
 

@@ -12,7 +12,7 @@ import torch
 
 import grainseg.ops as ops
 from grainseg.ops import selective_scan, ss2d_scan, use_cpu_capability
-from test_scan_kernels import assert_close, check_against_reference, grads_of, selective_inputs, ss2d_inputs
+from tests.ops.test_scan_kernels import assert_close, check_against_reference, grads_of, selective_inputs, ss2d_inputs
 
 pytestmark = pytest.mark.skipif(ops.extension() is None, reason="grainseg._C is not built")
 

@@ -1,13 +1,10 @@
 """Fixtures of the trainer tests."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grainseg_tinydata import write_tiny_exone  # noqa: E402
+from tests.helpers.tinydata import write_tiny_exone
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -14,13 +13,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grainseg_tinydata import tiny_model, torchrun_train, train_config, write_tiny_folders  # noqa: E402
+from tests.helpers.tinydata import tiny_model, torchrun_train, train_config, write_tiny_folders
 
-import grainseg  # noqa: E402
-from grainseg.train import trainer as trainer_mod  # noqa: E402
-from grainseg.train.finetune import EncoderFreeze, holdout_split, load_init_model  # noqa: E402
-from grainseg.train.trainer import train  # noqa: E402
+import grainseg
+from grainseg.train import trainer as trainer_mod
+from grainseg.train.finetune import EncoderFreeze, holdout_split, load_init_model
+from grainseg.train.trainer import train
 
 
 @pytest.fixture(scope="module")

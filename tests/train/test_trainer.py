@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grainseg_tinydata import TINY_SIZE, tiny_model, torchrun_train, train_config  # noqa: E402
+from tests.helpers.tinydata import TINY_SIZE, tiny_model, torchrun_train, train_config
 
-import grainseg  # noqa: E402
-from grainseg.train import trainer as trainer_mod  # noqa: E402
-from grainseg.train.trainer import train  # noqa: E402
+import grainseg
+from grainseg.train import trainer as trainer_mod
+from grainseg.train.trainer import train
 
 
 _cfg = train_config

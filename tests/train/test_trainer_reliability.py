@@ -3,23 +3,20 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from grainseg_tinydata import TINY_SIZE, tiny_model, train_config  # noqa: E402
+from tests.helpers.tinydata import TINY_SIZE, tiny_model, train_config
 
-import grainseg  # noqa: E402
-from grainseg.models.base import SegmentationModel  # noqa: E402
-from grainseg.models.registry import tiny_config  # noqa: E402
-from grainseg.train import trainer as trainer_mod  # noqa: E402
-from grainseg.train.trainer import train  # noqa: E402
+import grainseg
+from grainseg.models.base import SegmentationModel
+from grainseg.models.registry import tiny_config
+from grainseg.train import trainer as trainer_mod
+from grainseg.train.trainer import train
 
 
 _cfg = train_config

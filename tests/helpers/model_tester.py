@@ -3,9 +3,7 @@
 Used by tests/models/test_all_models.py (parametrised over ``list_models()``); other test folders can
 reuse it::
 
-    import sys, pathlib
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "models"))
-    from tester import ModelTester
+    from tests.helpers.model_tester import ModelTester
 
     def test_my_model(tmp_path):
         ModelTester("unet").run_all(tmp_path)          # or call the check_* methods one by one
