@@ -22,7 +22,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .io import IMAGE_EXTENSIONS, read_image, read_mask
-from .transforms import PairedAugment, preprocess_image, preprocess_mask
+from .preprocessing import normalize_preprocessing
+from .transforms import PairedAugment, image_to_input, mask_to_target
 
 __all__ = ["LAYOUTS", "SegmentationDataset", "find_pairs", "load_splits", "detect_layout", "random_crop", "image_size"]
 
@@ -142,7 +143,28 @@ def image_size(path: PathLike) -> Tuple[int, int]:
     return size if size is not None else tuple(read_image(path).shape[:2])
 
 
-class SegmentationDataset(Dataset):
+class PreprocessedItems:
+    """What both datasets share: the ``preprocessing`` record, normalised once when it is set, and the
+    item built from a raw image and mask (preprocessed, then augmented and cropped with a generator
+    seeded from (seed, epoch, index)).  Needs ``in_chans``, ``augment``, ``crop_size``, ``seed``,
+    ``epoch`` and ``names``."""
+
+    @property
+    def preprocessing(self) -> Dict[str, Any]:
+        return self._preprocessing
+
+    @preprocessing.setter
+    def preprocessing(self, value: Optional[Mapping[str, Any]]) -> None:
+        self._preprocessing = normalize_preprocessing(value)
+
+    def make_item(self, image: Any, mask: Any, index: int) -> Dict[str, Any]:
+        x = image_to_input(image, self._preprocessing, self.in_chans)[0]
+        m = mask_to_target(mask, self._preprocessing)
+        x, m = augment_item(x, m, self.augment, self.crop_size, (self.seed, self.epoch, index))
+        return {"image": x, "mask": m, "name": self.names[index], "index": index}
+
+
+class SegmentationDataset(PreprocessedItems, Dataset):
     """Image / mask pairs of one subset of a split, preprocessed like the model expects.
 
     Items are dicts: ``image`` float32 (in_chans, H, W) from :func:`preprocess_image`, ``mask`` float32
@@ -203,9 +225,7 @@ class SegmentationDataset(Dataset):
                 raise ValueError(f"{sfile} lists an image twice in {split}/{subset}")
         self.names: List[str] = names
         self.pairs = {n: pairs[n] for n in names}
-        from grainseg.models.base import normalize_preprocessing
-
-        self.preprocessing = normalize_preprocessing(preprocessing)
+        self.preprocessing = preprocessing
         self.in_chans = in_chans
         self.augment = augment
         self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
@@ -278,10 +298,7 @@ class SegmentationDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         image, mask = self.read_raw(index)
-        x = preprocess_image(image, self.preprocessing, self.in_chans)[0]
-        m = preprocess_mask(mask, self.preprocessing)
-        x, m = augment_item(x, m, self.augment, self.crop_size, (self.seed, self.epoch, index))
-        return {"image": x, "mask": m, "name": self.names[index], "index": index}
+        return self.make_item(image, mask, index)
 
 
 def augment_item(image: Tensor, mask: Tensor, augment: Optional[PairedAugment], crop_size: Optional[Sequence[int]],

@@ -21,6 +21,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .datasets import PreprocessedItems
+
 __all__ = [
     "SyntheticMicrograph",
     "random_seeds",
@@ -497,7 +499,7 @@ def parse_synthetic_spec(spec: str) -> Optional[Tuple[int, Tuple[int, int]]]:
     return n, size
 
 
-class SyntheticSegmentationDataset:
+class SyntheticSegmentationDataset(PreprocessedItems):
     """Domain-randomised synthetic micrographs with the item interface of
     :class:`~grainseg.data.SegmentationDataset` (what the trainer reads): ``image`` float32
     (in_chans, H', W') through :func:`~grainseg.data.transforms.preprocess_image`, ``mask`` (1, H', W'),
@@ -512,13 +514,11 @@ class SyntheticSegmentationDataset:
     def __init__(self, length: int, size: Sequence[int] = (256, 256), *, render_seed: int = 0,
                  preprocessing=None, in_chans: int = 3, augment=None, crop_size=None, seed: int = 0,
                  n_grains: Tuple[int, int] = (10, 80), boundary_width: Tuple[float, float] = (2.0, 12.0)) -> None:
-        from grainseg.models.base import normalize_preprocessing
-
         self.source = SyntheticGrainDataset(length, size, n_grains=n_grains, boundary_width=boundary_width,
                                             color=None, seed=render_seed, style="randomized")
         self.size = self.source.size
         self.names = [f"synthetic_{render_seed}_{i}" for i in range(length)]
-        self.preprocessing = normalize_preprocessing(preprocessing)
+        self.preprocessing = preprocessing
         self.in_chans, self.augment = in_chans, augment
         self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
         self.seed, self.epoch = int(seed), 0
@@ -540,13 +540,7 @@ class SyntheticSegmentationDataset:
         return list(self.size)
 
     def __getitem__(self, index: int):
-        from .datasets import augment_item
-        from .transforms import preprocess_image, preprocess_mask
-
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         s = self.source.sample(index)
-        x = preprocess_image(s.image, self.preprocessing, self.in_chans)[0]
-        m = preprocess_mask(s.mask, self.preprocessing)
-        x, m = augment_item(x, m, self.augment, self.crop_size, (self.seed, self.epoch, index))
-        return {"image": x, "mask": m, "name": self.names[index], "index": index}
+        return self.make_item(s.image, s.mask, index)

@@ -1,7 +1,7 @@
 """Image preprocessing (the one path shared by evaluation and inference) and paired augmentations.
 
 :func:`preprocess_image` applies a model's ``preprocessing`` record (see
-``grainseg.models.base.DEFAULT_PREPROCESSING``): channel conversion to ``in_chans``, the named
+:mod:`grainseg.data.preprocessing`): channel conversion to ``in_chans``, the named
 normalisation (``"minmax"``: per-image min-max to [0, 1], the paper's) and a bilinear resize to
 ``input_size``.  The dataset's evaluation transform and ``grainseg.predict_proba`` both call it, so
 every caller feeds the network exactly what the evaluation measured.
@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .preprocessing import NORMALIZATIONS, normalize_preprocessing
+
 __all__ = [
     "NORMALIZATIONS",
     "to_chw_tensor",
@@ -31,15 +33,14 @@ __all__ = [
     "resize_mask",
     "preprocess_image",
     "preprocess_mask",
+    "image_to_input",
+    "mask_to_target",
     "PairedAugment",
     "EXTRA_AUGMENTATIONS",
     "parse_extra",
     "gaussian_blur",
     "jpeg_roundtrip",
 ]
-
-#: Normalisations understood by :func:`normalize_image`.
-NORMALIZATIONS = ("minmax", "none")
 
 ArrayLike = Union[np.ndarray, Tensor]
 
@@ -137,9 +138,17 @@ def preprocess_image(image: ArrayLike, preprocessing: Optional[Mapping[str, Any]
     min-max to [0, 1]) and resizes (bilinear) to ``preprocessing["input_size"]`` when it is set.
     ``preprocessing`` None means the models' default record.
     """
-    from grainseg.models.base import normalize_preprocessing
+    return image_to_input(image, normalize_preprocessing(preprocessing), in_chans)
 
-    prep = normalize_preprocessing(preprocessing)
+
+def preprocess_mask(mask: ArrayLike, preprocessing: Optional[Mapping[str, Any]] = None) -> Tensor:
+    """{0, 1} (H, W) mask -> float32 (1, H', W'), resized like :func:`preprocess_image` resizes the image."""
+    return mask_to_target(mask, normalize_preprocessing(preprocessing))
+
+
+def image_to_input(image: ArrayLike, prep: Mapping[str, Any], in_chans: int) -> Tensor:
+    """:func:`preprocess_image` with a record already normalised by ``normalize_preprocessing`` (as
+    models and datasets hold it), so it is not normalised again for every image."""
     x = match_channels(to_chw_tensor(image), in_chans)
     x = normalize_image(x, prep["normalize"])
     if prep["input_size"] is not None:
@@ -147,11 +156,8 @@ def preprocess_image(image: ArrayLike, preprocessing: Optional[Mapping[str, Any]
     return x.unsqueeze(0).contiguous()
 
 
-def preprocess_mask(mask: ArrayLike, preprocessing: Optional[Mapping[str, Any]] = None) -> Tensor:
-    """{0, 1} (H, W) mask -> float32 (1, H', W'), resized like :func:`preprocess_image` resizes the image."""
-    from grainseg.models.base import normalize_preprocessing
-
-    prep = normalize_preprocessing(preprocessing)
+def mask_to_target(mask: ArrayLike, prep: Mapping[str, Any]) -> Tensor:
+    """:func:`preprocess_mask` with a record already normalised by ``normalize_preprocessing``."""
     m = torch.as_tensor(np.asarray(mask) if isinstance(mask, np.ndarray) else mask)
     if m.dim() != 2:
         raise ValueError(f"mask must be (H, W), got shape {tuple(m.shape)}")

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from grainseg.data.preprocessing import normalize_preprocessing, scaled_size
 from grainseg.grains.report import GrainReport
 
 from .tiling import sliding_window
@@ -47,18 +48,6 @@ def _load_image(image: ImageLike) -> Tuple[np.ndarray, Optional[str]]:
             raise ValueError(f"image must be a numeric array, got dtype {image.dtype}")
         return image, None
     raise ValueError(f"image must be a file path or a numpy array, got {type(image).__name__}")
-
-
-def scaled_size(shape: Sequence[int], preprocessing: Dict[str, Any]) -> Tuple[int, int]:
-    """Size (h, w) at which an image of ``shape`` is fed to the network: scaled by input / training size.
-
-    Without ``train_image_size`` (or ``input_size``) the image keeps its size.
-    """
-    h, w = int(shape[0]), int(shape[1])
-    inp, train = preprocessing.get("input_size"), preprocessing.get("train_image_size")
-    if not inp or not train:
-        return h, w
-    return max(1, round(h * inp[0] / train[0])), max(1, round(w * inp[1] / train[1]))
 
 
 def _interior_channel(model: nn.Module, logits: torch.Tensor) -> torch.Tensor:
@@ -90,8 +79,7 @@ def predict_proba(
     done.  ValueError when the image or the resulting probability map holds NaN (a broken model would
     otherwise look like an image without grains).  See the module docstring for the scaling and tiling.
     """
-    from grainseg.data.transforms import preprocess_image
-    from grainseg.models.base import normalize_preprocessing
+    from grainseg.data.transforms import image_to_input
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch nn.Module (e.g. from grainseg.from_pretrained), got {type(model).__name__}")
@@ -103,7 +91,7 @@ def predict_proba(
     in_chans = int(getattr(model, "in_chans", 3))
     h, w = arr.shape[:2]
     size = scaled_size((h, w), prep)
-    x = preprocess_image(arr, {**prep, "input_size": list(size)}, in_chans)  # (1, C, h', w')
+    x = image_to_input(arr, {**prep, "input_size": list(size)}, in_chans)  # (1, C, h', w')
     run_device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
     model = model.to(run_device)

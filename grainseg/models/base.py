@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import copy
 import json
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
@@ -43,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import Tensor, nn
+
+from grainseg.data.preprocessing import DEFAULT_PREPROCESSING, normalize_preprocessing
 
 __all__ = [
     "SegmentationModel",
@@ -63,10 +64,6 @@ CARD_NAME = "README.md"
 CONFIG_METADATA_KEYS = ("architecture", "grainseg_version")
 _RESTORING: "contextvars.ContextVar[Optional[Dict[str, bool]]]" = contextvars.ContextVar("grainseg_restoring",
                                                                                         default=None)
-
-#: The preprocessing record every model carries (per-image min-max to [0, 1]; the network's training
-#: input size; the size of the training images before resizing, filled in by the trainer).
-DEFAULT_PREPROCESSING: Dict[str, Any] = {"normalize": "minmax", "input_size": [256, 256], "train_image_size": None}
 
 _MODEL_CARD_TEMPLATE = """---
 {{ card_data }}
@@ -112,35 +109,6 @@ Fine-tuned from `{{ init_model }}` (weights sha256 `{{ init_sha256 }}`).
 
 class StateDictMismatchError(RuntimeError):
     """A state dict does not match the model: lists missing, unexpected and wrongly-shaped keys."""
-
-
-def _check_size_pair(value: Any, name: str) -> Optional[list]:
-    if value is None:
-        return None
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
-    ):
-        raise ValueError(f"preprocessing[{name!r}] must be None or [height, width] positive ints, got {value!r}")
-    return [int(v) for v in value]
-
-
-def normalize_preprocessing(preprocessing: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """Fill the defaults into a preprocessing record and validate the known keys (extra keys are kept)."""
-    if preprocessing is None:
-        return copy.deepcopy(DEFAULT_PREPROCESSING)
-    if not isinstance(preprocessing, Mapping):
-        raise ValueError(f"preprocessing must be a dict or None, got {type(preprocessing).__name__}")
-    out = {**copy.deepcopy(DEFAULT_PREPROCESSING), **copy.deepcopy(dict(preprocessing))}
-    from grainseg.data.transforms import NORMALIZATIONS
-
-    if not isinstance(out["normalize"], str) or out["normalize"] not in NORMALIZATIONS:
-        raise ValueError(f"preprocessing['normalize'] must be one of {', '.join(map(repr, NORMALIZATIONS))}, "
-                         f"got {out['normalize']!r}")
-    out["input_size"] = _check_size_pair(out["input_size"], "input_size")
-    out["train_image_size"] = _check_size_pair(out["train_image_size"], "train_image_size")
-    return out
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:

@@ -495,7 +495,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
         freezer = EncoderFreeze(base, cfg.freeze_encoder_epochs)
     prep["train_image_size"] = train_ds.common_image_size()
     if hasattr(base, "preprocessing"):
-        from grainseg.models.base import normalize_preprocessing
+        from grainseg.data.preprocessing import normalize_preprocessing
 
         base.preprocessing = normalize_preprocessing(prep)
     train_ds.preprocessing = val_ds.preprocessing = getattr(base, "preprocessing", prep)
