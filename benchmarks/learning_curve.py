@@ -1,0 +1,381 @@
+"""Learning curve of fine-tuning (issue 15): from the bundled default and from scratch, with 1, 2, 4, 8
+and 16 labelled ExONE source micrographs, and with one MPU-Net image per modality.
+
+    python benchmarks/learning_curve.py [--out benchmarks/results/learning_curve.json] [--runs runs/learning_curve]
+        [--only exone,mpu] [--points ID,ID,...] [--plot-only]
+
+Every point is one ``grainseg finetune`` (from ``grainseg/vmunet-aspp-small-exone316l``) or ``grainseg
+train --model vmunet_aspp_small`` (from scratch) run, in a child process, with **the same step budget**:
+``EPOCHS`` epochs of ``EPOCH_ITEMS`` training items (batch ``BATCH``, random ``CROP`` px crops of the images
+resized to the default's 352 px input).  The training set of a point is a temporary ``images/`` +
+``masks/`` folder of symlinks in which every labelled image is linked ``EPOCH_ITEMS / n_images`` times under
+distinct names (``<stem>-rep07``); each copy gets its own crop and augmentation, so an epoch is the same
+number of steps whatever the number of labelled images, and validation runs after each of them.
+
+- **ExONE** (``../shared/data/exone316l``, ``grouped`` split): N source micrographs (12 tiles of 400 px each)
+  drawn from the 32 ``grouped`` train sources with a seeded permutation, nested (the 2 contain the 1, ...).
+  Validation (checkpoint selection on val loss): row 2 of each of the 4 ``grouped`` val sources (16 tiles).
+  Test: the 4 ``grouped`` test micrographs, stitched back to 1200 x 1600 and predicted once each
+  (``grainseg.inference.validate.validate``, watershed instances): mean |dG| planimetric and intercept on
+  the 4 micrographs, and Dice and boundary F1 (2 px) per 400 px tile cut from the same probability maps
+  (48 tiles).  N = 0 is the default without fine-tuning (also evaluated tile by tile with
+  ``evaluate_model``, to compare the two ways of predicting a tile).
+- **MPU-Net** (``../shared/data/mpu_net``, 2 images per modality, white boundary labels, ``--polarity
+  boundary``): train on one image of a modality, test on the other.  With one image nothing can be held out,
+  so the training image validates (the documented one-image fallback).  Baseline: the default, zero-shot,
+  on the held-out image.
+
+Resumable: a point whose result is in the output JSON is skipped; a finished training run (its
+``timing.json``) is evaluated without retraining; an unfinished one is started again.  Times: wall seconds
+and CPU seconds (of the child process for training, of this process for evaluation) per point, with the
+load average; on a shared machine the CPU seconds are the comparable number.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))  # the package of this checkout (or snapshot), not another installed copy
+from bench_scan import machine_info  # noqa: E402
+
+SHARED = Path(os.environ.get("GRAINSEG_SHARED", ROOT.parent / "shared"))
+EXONE = SHARED / "data" / "exone316l"
+MPU = SHARED / "data" / "mpu_net"
+DEFAULT = "grainseg/vmunet-aspp-small-exone316l"
+
+# The fixed budget of every point.
+BATCH = 2
+CROP = 128
+EPOCH_ITEMS = 192          # 96 steps per epoch (16 ExONE sources = 192 tiles, seen once an epoch)
+EPOCHS = 2                 # 192 optimizer steps per point
+INPUT = 352                # the default model's input size (config.json preprocessing)
+SEED = 0                   # training seed
+DRAW_SEED = 0              # seed of the nested draw of ExONE sources
+NS = (1, 2, 4, 8, 16)
+INITS = {
+    # the bundled default, at grainseg finetune's defaults (lr 1e-4 cosine, batch 2, 128 px crops), except that
+    # the encoder is not frozen (the finetune default freezes it 2 of 30 epochs; in a 2-epoch budget that
+    # would be half the run) and there is no early stopping (every point gets the whole budget)
+    "default": ["finetune", "--init", DEFAULT, "--lr", "1e-4", "--freeze-encoder-epochs", "0"],
+    # from scratch: the architecture of the default at its input size, with the default's own training lr
+    "scratch": ["train", "--model", "vmunet_aspp_small", "--input-size", str(INPUT), "--lr", "3e-4"],
+}
+COMMON = ["--schedule", "cosine", "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--crop-size", str(CROP),
+          "--patience", "0", "--loss", "bce", "--seed", str(SEED), "--no-progress"]
+MPU_IMAGES = {m: sorted(p.name for p in (MPU / m / "test_img").iterdir()) if (MPU / m / "test_img").is_dir() else []
+              for m in ("OM", "FESEM")}
+
+
+def exone_draw() -> List[str]:
+    """The grouped train sources in the seeded order; the first N are point N's."""
+    splits = json.loads((EXONE / "splits.json").read_text())
+    sources = list(splits["grouped_sources"]["train"])
+    random.Random(DRAW_SEED).shuffle(sources)
+    return sources
+
+
+def exone_tiles(source: str) -> List[str]:
+    return [f"{source}_{r}_{c}" for r in (1, 2, 3) for c in (1, 2, 3, 4)]
+
+
+def planned_points() -> List[Dict[str, Any]]:
+    """Every point, in the order they run (the cheap baselines first, then N spread out, then the rest)."""
+    pts: List[Dict[str, Any]] = [{"id": "exone/zero-shot/N0", "set": "exone", "init": "zero-shot", "n": 0}]
+    for mod, imgs in MPU_IMAGES.items():
+        for i, test in enumerate(imgs):
+            pts.append({"id": f"mpu/{mod}/zero-shot/test{i}", "set": "mpu", "modality": mod, "init": "zero-shot",
+                        "n": 0, "test": test})
+    order = [1, 16, 4, 2, 8]
+    for n in order[:3]:
+        for init in INITS:
+            pts.append({"id": f"exone/{init}/N{n}", "set": "exone", "init": init, "n": n})
+    for mod, imgs in MPU_IMAGES.items():  # one direction first: train on image 0, test on image 1
+        for init in INITS:
+            pts.append({"id": f"mpu/{mod}/{init}/test1", "set": "mpu", "modality": mod, "init": init, "n": 1,
+                        "train": imgs[0], "test": imgs[1]})
+    for n in order[3:]:
+        for init in INITS:
+            pts.append({"id": f"exone/{init}/N{n}", "set": "exone", "init": init, "n": n})
+    for mod, imgs in MPU_IMAGES.items():  # the other direction
+        for init in INITS:
+            pts.append({"id": f"mpu/{mod}/{init}/test0", "set": "mpu", "modality": mod, "init": init, "n": 1,
+                        "train": imgs[1], "test": imgs[0]})
+    return pts
+
+
+def _link(dst: Path, src: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.symlink_to(src)
+
+
+def build_data(point: Dict[str, Any], folder: Path) -> Dict[str, Any]:
+    """The point's images/ + masks/ folder of symlinks and its splits.json; returns what it holds."""
+    if folder.exists():
+        shutil.rmtree(folder)
+    if point["set"] == "exone":
+        sources = exone_draw()[: point["n"]]
+        pairs = [(EXONE / "RG" / f"{t}.jpg", EXONE / "RGMask" / f"RGMask{t[2:]}.jpg")
+                 for s in sources for t in exone_tiles(s)]
+        val = [(EXONE / "RG" / f"{s}_2_{c}.jpg", EXONE / "RGMask" / f"RGMask{s[2:]}_2_{c}.jpg")
+               for s in json.loads((EXONE / "splits.json").read_text())["grouped_sources"]["val"] for c in (1, 2, 3, 4)]
+        held = {"train_sources": sources}
+    else:
+        src = MPU / point["modality"]
+        pairs = [(src / "test_img" / point["train"], src / "test_boundary_label" / point["train"])]
+        val = None  # one image: it validates itself
+        held = {"train_image": point["train"]}
+    if EPOCH_ITEMS % len(pairs):
+        raise ValueError(f"{len(pairs)} training images do not divide an epoch of {EPOCH_ITEMS} items")
+    reps = EPOCH_ITEMS // len(pairs)
+    train_names, val_names = [], []
+    for img, mask in pairs:
+        for k in range(reps):
+            name = f"{img.stem}-rep{k:03d}{img.suffix}"
+            _link(folder / "images" / name, img)
+            _link(folder / "masks" / f"{img.stem}-rep{k:03d}{mask.suffix}", mask)
+            train_names.append(name)
+    if val is None:
+        val_names = [train_names[0]]
+    else:
+        for img, mask in val:
+            _link(folder / "images" / img.name, img)
+            _link(folder / "masks" / f"{img.stem}{mask.suffix}", mask)
+            val_names.append(img.name)
+    (folder / "splits.json").write_text(json.dumps({"lc": {"train": train_names, "val": val_names, "test": []}}))
+    return {**held, "train_images": len(pairs), "repeats": reps, "train_items_per_epoch": len(train_names),
+            "val_images": [Path(v).stem for v in val_names] if val is not None else [pairs[0][0].stem + " (itself)"]}
+
+
+def train_point(point: Dict[str, Any], run: Path) -> Dict[str, Any]:
+    """Train (or reuse a finished run); the timing record."""
+    timing_file = run / "timing.json"
+    if timing_file.is_file() and (run / "train" / "best" / "model.safetensors").is_file():
+        return json.loads(timing_file.read_text())
+    if run.exists():
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    held = build_data(point, run / "data")
+    cmd = [sys.executable, "-m", "grainseg", *INITS[point["init"]], *COMMON, "--data", str(run / "data"),
+           "--split", "lc", "--out", str(run / "train")]
+    if point["set"] == "mpu":
+        cmd += ["--polarity", "boundary"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    print("$", " ".join(cmd), flush=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    with open(run / "train.log", "w") as log:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        sys.stdout.write((run / "train.log").read_text()[-3000:])
+        raise RuntimeError(f"training of {point['id']} failed (exit {proc.returncode}); see {run / 'train.log'}")
+    metrics = json.loads((run / "train" / "metrics.json").read_text())
+    epochs = metrics["epochs"]
+    timing = {"command": cmd[1:], "data": held, "train_wall_s": round(wall, 1),
+              "train_cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
+              "load_average_1min_at_start": load, "epochs": len(epochs),
+              "steps": len(epochs) * math.ceil(held["train_items_per_epoch"] / BATCH),
+              "best_epoch": metrics["best_epoch"],
+              "history": [{k: e.get(k) for k in ("epoch", "train_loss", "val_loss", "val_dice", "val_boundary_f1",
+                                                 "val_dice_all_grain", "seconds")} for e in epochs]}
+    timing_file.write_text(json.dumps(timing, indent=2))
+    return timing
+
+
+def _tile_metrics(maps: List[Dict[str, np.ndarray]], tile: int = 400) -> Dict[str, Any]:
+    """Dice and boundary F1 of every 400 px tile cut from the stitched probability maps."""
+    from grainseg.train.metrics import image_metrics
+
+    rows = []
+    for m in maps:
+        prob, mask = m["prob"], m["mask"]
+        for r in range(prob.shape[0] // tile):
+            for c in range(prob.shape[1] // tile):
+                sl = (slice(r * tile, (r + 1) * tile), slice(c * tile, (c + 1) * tile))
+                met = image_metrics(prob[sl], mask[sl])
+                rows.append({k: met[k] for k in ("dice", "boundary_f1")})
+    return {"n_tiles": len(rows), "dice": float(np.mean([r["dice"] for r in rows])),
+            "boundary_f1": float(np.mean([r["boundary_f1"] for r in rows]))}
+
+
+def _mpu_item(modality: str, name: str):
+    from grainseg.inference.validate import LabelledImage
+
+    src = MPU / modality
+    return LabelledImage(Path(name).stem, [[(src / "test_img" / name, src / "test_boundary_label" / name)]])
+
+
+def evaluate_point(point: Dict[str, Any], model_spec: Optional[str]) -> Dict[str, Any]:
+    from grainseg.inference.predict import load_model
+    from grainseg.inference.validate import collect_labelled, validate
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    model, info = load_model(model_spec)
+    out: Dict[str, Any] = {"model_sha256": info.get("sha256")}
+    if point["set"] == "exone":
+        items = collect_labelled(EXONE, "grouped", "test")
+        res = validate(model, items, grain_kw={"method": "watershed"}, keep_maps=True)
+        s = res["summary"]
+        tiles = _tile_metrics(res["maps"])
+        out.update(dice=tiles["dice"], boundary_f1=tiles["boundary_f1"], n_tiles=tiles["n_tiles"],
+                   micrograph_dice=s["mean_dice"], micrograph_boundary_f1=s["mean_boundary_f1"])
+        if point["init"] == "zero-shot":  # also tile by tile, as grainseg evaluate does
+            from grainseg.data.datasets import SegmentationDataset
+            from grainseg.train.evaluation import evaluate_model
+
+            ds = SegmentationDataset(EXONE, "grouped", "test", preprocessing=model.preprocessing)
+            ev = evaluate_model(model, ds)["mean"]
+            out.update(per_tile_prediction_dice=ev["dice"], per_tile_prediction_boundary_f1=ev["boundary_f1"])
+    else:
+        res = validate(model, [_mpu_item(point["modality"], point["test"])], polarity="boundary",
+                       grain_kw={"method": "watershed"})
+        s = res["summary"]
+        out.update(dice=s["mean_dice"], boundary_f1=s["mean_boundary_f1"], test_image=point["test"])
+    out.update(abs_dG_planimetric=s["mean_abs_dG_planimetric"], abs_dG_intercept=s["mean_abs_dG_intercept"],
+               bias_dG_planimetric=s["bias_dG_planimetric"], bias_dG_intercept=s["bias_dG_intercept"],
+               adapted_rand_error=s["mean_adapted_rand_error"], grains_pred=s["grains_pred"],
+               grains_true=s["grains_true"], n_images=s["n_images"],
+               per_image=[{k: r.get(k) for k in ("image", "dice", "boundary_f1", "grains_true", "grains_pred",
+                                                  "dG_planimetric", "dG_intercept")} for r in res["rows"]],
+               eval_wall_s=round(time.perf_counter() - t0, 1), eval_cpu_s=round(time.process_time() - c0, 1))
+    return out
+
+
+def machine_info_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+def write_json(path: Path, record: Dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def plot(record: Dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = record["points"]
+    metrics = [("dice", "Dice"), ("boundary_f1", "boundary F1 (2 px)"), ("abs_dG_planimetric", "|dG| planimetric"),
+               ("abs_dG_intercept", "|dG| intercept")]
+    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
+    zero = res.get("exone/zero-shot/N0")
+    for ax, (key, label) in zip(axes[0], metrics):
+        for init, colour, marker in (("default", "tab:blue", "o"), ("scratch", "tab:orange", "s")):
+            xs = [n for n in NS if f"exone/{init}/N{n}" in res]
+            ax.plot(xs, [res[f"exone/{init}/N{n}"][key] for n in xs], marker=marker, color=colour,
+                    label="from the default" if init == "default" else "from scratch")
+        if zero:
+            ax.axhline(zero[key], color="grey", ls="--", label="default, no fine-tuning (N=0)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(NS, [str(n) for n in NS])
+        ax.set_xlabel("labelled ExONE source micrographs (12 tiles each)")
+        ax.set_title(f"ExONE grouped test: {label}")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    groups = [(m, i) for m, imgs in MPU_IMAGES.items() for i in range(len(imgs))]
+    width = 0.27
+    for ax, (key, label) in zip(axes[1], metrics):
+        for j, (init, colour) in enumerate((("zero-shot", "grey"), ("default", "tab:blue"), ("scratch", "tab:orange"))):
+            xs, ys = [], []
+            for g, (mod, i) in enumerate(groups):
+                p = res.get(f"mpu/{mod}/{init}/test{i}")
+                if p is not None and p.get(key) is not None:
+                    xs.append(g + (j - 1) * width)
+                    ys.append(p[key])
+            ax.bar(xs, ys, width, color=colour, label={"zero-shot": "default, zero-shot",
+                                                       "default": "fine-tuned from the default",
+                                                       "scratch": "trained from scratch"}[init])
+        ax.set_xticks(range(len(groups)), [f"{m} test img {i}\n(train on {1 - i})" for m, i in groups], fontsize=8)
+        ax.set_title(f"MPU-Net, 1 training image: {label}")
+        ax.grid(alpha=0.3, axis="y")
+    axes[1][0].legend(fontsize=8)
+    fig.suptitle(f"Learning curve, {EPOCHS * EPOCH_ITEMS // BATCH} steps per point (batch {BATCH}, {CROP} px crops), "
+                 "vmunet_aspp_small", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(HERE / "results" / "learning_curve.json"))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "learning_curve"), help="training runs and data folders")
+    ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "learning_curve.png"))
+    ap.add_argument("--only", default="exone,mpu", help="which sets to run")
+    ap.add_argument("--points", default="", help="comma-separated point ids (default: all planned)")
+    ap.add_argument("--plot-only", action="store_true")
+    args = ap.parse_args()
+    out, runs = Path(args.out), Path(args.runs)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = json.loads(out.read_text()) if out.is_file() else {}
+    record.setdefault("protocol", {
+        "batch": BATCH, "crop": CROP, "epoch_items": EPOCH_ITEMS, "epochs": EPOCHS,
+        "steps_per_point": EPOCHS * EPOCH_ITEMS // BATCH, "input_size": INPUT, "seed": SEED, "draw_seed": DRAW_SEED,
+        "inits": {k: v + COMMON for k, v in INITS.items()}, "exone_draw": exone_draw(),
+        "exone_val": "row 2 of each grouped val source (16 tiles)",
+        "exone_test": "4 grouped test micrographs stitched (|dG|), their 48 tiles cut from the same prediction (Dice, BF1)",
+        "mpu": "train on one image of a modality (validated on itself), test on the other, polarity boundary",
+        "instances": "watershed (package defaults)"})
+    record.setdefault("points", {})
+    record.setdefault("machines", [])
+    if not args.plot_only:
+        import grainseg
+
+        record["machines"].append({**machine_info("cpu"), "grainseg_file": grainseg.__file__,
+                                   "source_commit": os.environ.get("GRAINSEG_COMMIT") or machine_info_commit(),
+                                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "nice": os.nice(0),
+                                   "affinity": sorted(os.sched_getaffinity(0))})
+        wanted = set(filter(None, args.points.split(",")))
+        sets = set(args.only.split(","))
+        for point in planned_points():
+            pid = point["id"]
+            if pid in record["points"] or point["set"] not in sets or (wanted and pid not in wanted):
+                continue
+            print(f"== {pid}", flush=True)
+            if point["init"] == "zero-shot":
+                entry: Dict[str, Any] = {**point, "train_wall_s": 0.0, "train_cpu_s": 0.0, "steps": 0, "epochs": 0}
+                entry.update(evaluate_point(point, None))
+            else:
+                run = runs / pid.replace("/", "_")
+                timing = train_point(point, run)
+                entry = {**point, **timing}
+                entry.update(evaluate_point(point, str(run / "train" / "best")))
+            record["points"][pid] = entry
+            write_json(out, record)
+            print(f"   {pid}: Dice {entry['dice']:.4f} BF1 {entry['boundary_f1']:.3f} |dG| plan "
+                  f"{entry['abs_dG_planimetric']:.3f} int {entry['abs_dG_intercept']:.3f} grains "
+                  f"{entry['grains_pred']}/{entry['grains_true']}; train {entry['train_cpu_s']:.0f} s CPU "
+                  f"({entry['train_wall_s']:.0f} s wall, {entry['steps']} steps, {entry['epochs']} epochs), eval "
+                  f"{entry['eval_cpu_s']:.0f} s CPU ({entry['eval_wall_s']:.0f} s wall)", flush=True)
+            plot(record, Path(args.plot))
+    plot(record, Path(args.plot))
+    print(f"-> {out}, {args.plot}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
