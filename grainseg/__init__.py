@@ -8,9 +8,8 @@ __version__ = "0.1.0"
 from . import ops  # noqa: E402
 
 # models (models helper)
-from .hub import from_pretrained  # noqa: E402
 from .layers import SS2D, EnhancedASPP, VSSBlock  # noqa: E402
-from .models import create_model, list_models, model_info  # noqa: E402
+from .models import create_model, from_pretrained, list_models, model_info  # noqa: E402
 from .models.vmunet import VMUNet, VMUNetASPP  # noqa: E402
 
 # model zoo (zoo helper)

@@ -134,11 +134,10 @@ def load_model(
     cache, else None) and ``sha256`` of the weights file.  The default is read only from the package
     (FileNotFoundError with a clear message when its weights are absent): no network.
     """
-    from grainseg.hub import from_pretrained, resolve_pretrained
+    from grainseg.models import SegmentationModel
+    from grainseg.models.loading import bundled_dir, resolve_pretrained
 
     if spec is None:
-        from grainseg.weights import bundled_dir
-
         folder = bundled_dir(DEFAULT_MODEL.split("/", 1)[1])
         if folder is None:
             raise FileNotFoundError(
@@ -151,10 +150,9 @@ def load_model(
         if not isinstance(spec, (str, Path)) or not str(spec):
             raise ValueError(f"model must be a registered pretrained id, a Hub repo id or a directory, got {spec!r}")
         model_id, source = str(spec), spec
-    kw = {"revision": revision} if revision else {}
-    _, weights = resolve_pretrained(source, **kw)
+    config, weights = resolve_pretrained(source, revision=revision or None)  # looked up once, loaded from there
     hub_revision = weights.parent.name if weights.parent.parent.name == "snapshots" else None
-    model = from_pretrained(source, map_location=device or "cpu", **kw)
+    model = SegmentationModel.from_files(config, weights, map_location=device or "cpu", name=str(source))
     info = {
         "id": model_id,
         "revision": hub_revision or revision,

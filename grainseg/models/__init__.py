@@ -1,15 +1,26 @@
-"""grainseg models: the shared base class, the registry and one module per architecture.
+"""grainseg models: the shared base class, the registry, weight loading and one module per architecture.
 
-Every module in this package registers its classes with :mod:`grainseg.models.registry` on import;
-``list_models()`` imports them all.
+This file imports every architecture module (the one list of them), so their decorators have filled the
+registry once ``grainseg.models`` is imported.  Inside the package the imports point one way:
+``registry`` <- ``loading`` <- ``base`` <- the architectures.
 """
+from . import registry  # noqa: I001  (the order below is the dependency order)
+from .loading import PretrainedNotFoundError
 from .base import SegmentationModel, StateDictMismatchError
 from .registry import create_model, list_models, model_info, register_model, register_preset
+
+# the architectures (each registers its presets on import)
+from . import deeplabv3plus, r2attunet, sa2net, sam, segnet, uctransnet, unet, unetplusplus, vmunet, vmunet_v2  # noqa: F401,E402
+
+#: ``grainseg.from_pretrained``: any saved grainseg model, its class taken from config.json.
+from_pretrained = SegmentationModel.from_pretrained
 
 __all__ = [
     "SegmentationModel",
     "StateDictMismatchError",
+    "PretrainedNotFoundError",
     "create_model",
+    "from_pretrained",
     "list_models",
     "model_info",
     "register_model",

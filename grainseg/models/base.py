@@ -45,6 +45,10 @@ from torch import Tensor, nn
 
 from grainseg.data.preprocessing import DEFAULT_PREPROCESSING, normalize_preprocessing
 
+from .loading import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, header_shapes, hub_offline, read_config, read_weights
+from .loading import resolve_pretrained
+from .registry import get_model_class
+
 __all__ = [
     "SegmentationModel",
     "StateDictMismatchError",
@@ -57,9 +61,6 @@ __all__ = [
     "saved_weights_policy",
 ]
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
 #: Keys of config.json that are metadata, not __init__ arguments.
 CONFIG_METADATA_KEYS = ("architecture", "grainseg_version")
 _RESTORING: "contextvars.ContextVar[Optional[Dict[str, bool]]]" = contextvars.ContextVar("grainseg_restoring",
@@ -421,22 +422,64 @@ class SegmentationModel(
     ) -> "SegmentationModel":
         """Build the model from config.json and load model.safetensors (a local dir, a bundled name or a Hub id).
 
-        ``model_kwargs`` override config values.  Only safetensors are read; loading is strict by default.
+        ``pretrained_model_name_or_path``: a local directory, a registered pretrained id (bundled copy
+        first, e.g. ``"grainseg/vmunet-aspp-small-exone316l"``) or a Hub repo id (see
+        :func:`grainseg.models.loading.resolve_pretrained`).  On ``SegmentationModel`` itself (this is
+        ``grainseg.from_pretrained``) the class comes from config.json's ``architecture``; on a subclass
+        the saved architecture must be that class.  ``model_kwargs`` override config values.  Only
+        safetensors are read; loading is strict by default.  Returns the model in eval mode.
         """
-        from grainseg.hub import load_pretrained
-
-        return load_pretrained(
+        config_path, weights_path = resolve_pretrained(
             pretrained_model_name_or_path,
-            cls=cls,
-            force_download=force_download,
-            token=token,
+            revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
-            revision=revision,
-            strict=strict,
-            map_location=map_location,
-            **model_kwargs,
+            token=token,
+            force_download=force_download,
         )
+        return cls.from_files(config_path, weights_path, strict=strict, map_location=map_location,
+                              local_files_only=local_files_only, name=str(pretrained_model_name_or_path),
+                              **model_kwargs)
+
+    @classmethod
+    def from_files(
+        cls,
+        config_path: Union[str, Path],
+        weights_path: Union[str, Path],
+        *,
+        strict: bool = True,
+        map_location: Union[str, torch.device] = "cpu",
+        local_files_only: bool = False,
+        name: Optional[str] = None,
+        **model_kwargs: Any,
+    ) -> "SegmentationModel":
+        """:meth:`from_pretrained` for files already located (by ``resolve_pretrained``): the class lookup,
+        the shape check against the safetensors header before anything is allocated, then the build and
+        the strict load.  ``name`` is what error messages call the model (default: the folder)."""
+        config = read_config(config_path)
+        arch = config.get("architecture")
+        if cls is SegmentationModel:
+            if not arch:
+                raise ValueError(f"{config_path} has no 'architecture'; load it with the model class' from_pretrained")
+            cls = get_model_class(arch)
+        elif arch and arch != cls.__name__:
+            raise ValueError(
+                f"{name or Path(config_path).parent} holds a {arch}, not a {cls.__name__}; use "
+                f"grainseg.from_pretrained() or {arch}.from_pretrained()"
+            )
+        # shapes first, from the safetensors header and a model on the meta device: a config that does not fit
+        # the weights (say "dims": 1024 next to a small file) is refused before anything is allocated
+        header = header_shapes(weights_path)
+        expected = _expected_state(cls, config, model_kwargs)
+        missing: list = []
+        if expected is not None:
+            missing, _ = check_state_dict(expected, header, strict, f"{cls.__name__} built from {config_path}",
+                                          source=str(weights_path))
+        with restoring_saved_weights(complete=expected is not None and not missing,
+                                     local_files_only=hub_offline(local_files_only)):
+            model = cls.from_config(config, **model_kwargs)
+        model.load_weights(read_weights(weights_path), strict=strict)
+        return model.to(map_location).eval()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> "SegmentationModel":
@@ -448,3 +491,14 @@ class SegmentationModel(
             raise ValueError(f"config has keys {unknown} that {cls.__name__} does not take (it takes {params})")
         cfg.update(overrides)
         return cls(**cfg)
+
+
+def _expected_state(cls: type, config: Mapping[str, Any], model_kwargs: Mapping[str, Any]) -> Optional[Dict[str, Tensor]]:
+    """The state dict (meta tensors) that ``config`` builds; None when the class cannot be built on meta."""
+    try:
+        with torch.device("meta"):
+            return dict(cls.from_config(config, **model_kwargs).state_dict())
+    except (ValueError, TypeError):
+        raise  # a config error: the real build would fail the same way
+    except Exception:  # a constructor that needs real tensors: the shapes are checked after building
+        return None

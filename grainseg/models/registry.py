@@ -21,20 +21,24 @@ Interface (stable; other modules code against it)::
     pretrained_info(repo_id) -> dict | None
 
 ``presets`` entries may carry ``paper_name``, ``paper_dice``, ``tiny`` and ``description`` besides the
-constructor arguments.  Registering checks that the class' ``__init__`` has explicit keyword arguments
-only (so the Hub config round-trips) and that the preset's arguments exist.
+constructor arguments.  Registering checks that the class is a SegmentationModel (an nn.Module with
+``forward_features`` and ``from_config``), that its ``__init__`` has explicit keyword arguments only (so
+the Hub config round-trips) and that the preset's arguments exist.
+
+Every architecture module is imported by ``grainseg/models/__init__.py`` (the one place that lists
+them), so the tables are complete once ``grainseg.models`` is imported.  This module imports nothing
+else of ``grainseg.models``: the base class and the weight loading look names up here.
 """
 from __future__ import annotations
 
 import copy
 import fnmatch
-import importlib
 import inspect
-import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
+from torch import nn
 
 __all__ = [
     "register_model",
@@ -70,7 +74,6 @@ _MODELS: Dict[str, _Entry] = {}
 _PRETRAINED: Dict[str, Dict[str, Any]] = {}
 #: Models whose optional dependencies are missing: name -> how to install them.
 _UNAVAILABLE: Dict[str, str] = {}
-_loaded = False
 
 
 def _init_params(cls: type) -> Dict[str, inspect.Parameter]:
@@ -80,9 +83,9 @@ def _init_params(cls: type) -> Dict[str, inspect.Parameter]:
 
 
 def _check_class(cls: type) -> None:
-    from .base import SegmentationModel
-
-    if not (inspect.isclass(cls) and issubclass(cls, SegmentationModel)):
+    # the interface of SegmentationModel, checked without importing base.py (which sits above this module)
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)
+            and all(callable(getattr(cls, a, None)) for a in ("forward_features", "from_config", "from_pretrained"))):
         raise TypeError(f"registered models must subclass SegmentationModel, got {cls!r}")
     params = _init_params(cls)
     var = [p.name for p in params.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -148,23 +151,6 @@ def register_model(
     return decorator
 
 
-def _ensure_loaded() -> None:
-    """Import every module of grainseg.models so their decorators have registered."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import grainseg.models as pkg
-
-    try:
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_") and mod.name not in ("base", "registry"):
-                importlib.import_module(f"grainseg.models.{mod.name}")
-    except BaseException:
-        _loaded = False
-        raise
-
-
 def register_unavailable(name: str, install: str) -> None:
     """Record a model that exists but whose optional dependencies are missing (``install`` says how)."""
     _UNAVAILABLE[name] = install
@@ -172,12 +158,10 @@ def register_unavailable(name: str, install: str) -> None:
 
 def is_registered_name(name: str) -> bool:
     """True for a registered model name, including models whose optional dependencies are missing."""
-    _ensure_loaded()
     return name in _MODELS or name in _UNAVAILABLE
 
 
 def _entry(name: str) -> _Entry:
-    _ensure_loaded()
     if name not in _MODELS and name in _UNAVAILABLE:
         raise ImportError(f"model {name!r} needs optional dependencies that are not installed: {_UNAVAILABLE[name]}")
     if name not in _MODELS:
@@ -187,7 +171,6 @@ def _entry(name: str) -> _Entry:
 
 def list_models(pattern: Optional[str] = None) -> List[str]:
     """Registered model names (sorted), optionally filtered by an fnmatch ``pattern`` like ``"vmunet*"``."""
-    _ensure_loaded()
     names = sorted(_MODELS)
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
@@ -234,7 +217,6 @@ def model_info(name: str) -> Dict[str, Any]:
 
 def get_model_class(class_name: str) -> type:
     """The registered class called ``class_name`` (config.json's ``architecture``)."""
-    _ensure_loaded()
     for entry in _MODELS.values():
         if entry.cls.__name__ == class_name:
             return entry.cls
@@ -251,12 +233,10 @@ def register_pretrained(repo_id: str, *, model: str, bundled: Optional[str] = No
 
 def pretrained_info(repo_id: str) -> Optional[Dict[str, Any]]:
     """The registered pretrained entry of ``repo_id`` (None when it is not registered)."""
-    _ensure_loaded()
     info = _PRETRAINED.get(str(repo_id))
     return dict(info) if info else None
 
 
 def list_pretrained() -> List[str]:
     """Registered pretrained ids."""
-    _ensure_loaded()
     return sorted(_PRETRAINED)

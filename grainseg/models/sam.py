@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from ..layers._args import check_positive_int, check_probability
 from .base import SegmentationModel, saved_weights_policy
+from .loading import WEIGHTS_NAME
 from .registry import register_model, register_unavailable
 
 __all__ = ["SAM", "SAMLoRA", "SplitQKV", "sam_available", "DEFAULT_SAM_WEIGHTS", "TINY_SAM_CONFIG"]
@@ -174,8 +175,6 @@ class _SAMBase(SegmentationModel):
         positional embedding: one tensor under two names), which safetensors refuses to write; each name
         gets its own copy (equal values; loading writes both back into the tied tensor)."""
         from safetensors.torch import save_file
-
-        from .base import WEIGHTS_NAME
 
         state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
         save_file(state, str(save_directory / WEIGHTS_NAME), metadata={"format": "pt"})

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from grainseg.layers import EnhancedASPP, PatchEmbed, PatchExpand, PatchMerging, VSSLayer, VSSLayerUp
 
 from .base import SegmentationModel
+from .loading import read_state_dict, unwrap_checkpoint
 from .registry import register_model, register_pretrained
 
 __all__ = ["VMUNet", "VMUNetASPP", "expand_dims"]
@@ -72,8 +73,6 @@ def _strip_wrappers(state_dict: Mapping[str, Tensor]) -> Dict[str, Tensor]:
 
 
 def _as_state_dict(source: Union[Mapping[str, Tensor], str, Path]) -> Dict[str, Tensor]:
-    from grainseg.weights import read_state_dict, unwrap_checkpoint
-
     if isinstance(source, (str, Path)):
         return read_state_dict(source)
     if isinstance(source, Mapping):

@@ -27,8 +27,9 @@ def export_half(
     ``max_bytes`` (e.g. 15 MB) raises ValueError when the weights file would be larger.
     """
     from grainseg._atomic import atomic_directory
-    from grainseg.hub import from_pretrained
-    from grainseg.models.base import WEIGHTS_NAME, check_can_save
+    from grainseg.models import from_pretrained
+    from grainseg.models.base import check_can_save
+    from grainseg.models.loading import WEIGHTS_NAME
 
     model = from_pretrained(src).half()
     dst = Path(dst)

@@ -35,11 +35,9 @@ def load_init_model(init: str, model_kwargs: Optional[Mapping[str, Any]] = None,
     ``info``: ``id``, ``sha256`` (of model.safetensors), ``architecture``, ``model_name``, ``in_chans``,
     ``head_reinitialised``.
     """
-    from safetensors.torch import load_file
-
-    from grainseg.hub import _check_finite, load_pretrained, read_config, resolve_pretrained
     from grainseg.inference.predict import _sha256
     from grainseg.models.base import check_state_dict
+    from grainseg.models.loading import read_config, read_weights, resolve_pretrained
     from grainseg.models.registry import _entry, get_model_class, pretrained_info
 
     kwargs = dict(model_kwargs or {})
@@ -62,11 +60,10 @@ def load_init_model(init: str, model_kwargs: Optional[Mapping[str, Any]] = None,
     saved_classes = int(config.get("num_classes", 1))
     reinit: List[str] = []
     if saved_classes == 1:
-        net = load_pretrained(init, **kwargs)
+        net = cls.from_files(config_path, weights, name=str(init), **kwargs)  # the files found above
     else:
         net = cls.from_config(config, **{**kwargs, "num_classes": 1})
-        state = load_file(str(weights), device="cpu")
-        _check_finite(state, weights)
+        state = read_weights(weights)
         own = net.state_dict()
         reinit = [k for k, v in own.items() if k in state and tuple(state[k].shape) != tuple(v.shape)]
         keep = {k: v for k, v in state.items() if k not in reinit}

@@ -108,7 +108,7 @@ def test_physical_units_need_a_scale(small_image, tmp_path, capsys):
 
 
 def test_default_model_absent_is_one_clear_line(small_image, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("grainseg.weights.bundled_dir", lambda name: None)
+    monkeypatch.setattr("grainseg.models.loading.bundled_dir", lambda name: None)
     rc = main(["predict", str(small_image), "--out", str(tmp_path / "o"), "--quiet"])
     assert rc == 1
     err = error_lines(capsys.readouterr().err)

@@ -103,7 +103,7 @@ def test_analyze_finds_the_synthetic_grains():
 
 
 def test_default_model_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr("grainseg.weights.bundled_dir", lambda name: None)
+    monkeypatch.setattr("grainseg.models.loading.bundled_dir", lambda name: None)
     with pytest.raises(FileNotFoundError, match="embedded default model .* not installed.*--model DIR"):
         predict_mod.load_model(None)
 

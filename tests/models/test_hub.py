@@ -141,7 +141,7 @@ def test_uncached_repo_offline_says_how_to_get_the_weights(tmp_path, monkeypatch
 
 
 def test_bundled_weights_resolve_before_the_hub(saved, tmp_path, monkeypatch):
-    import grainseg.weights as weights
+    import grainseg.models.loading as weights
 
     model, folder = saved
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "bundled")
