@@ -1,16 +1,17 @@
-"""Deep-supervision helper: one loss over a model's main and auxiliary logits.
+"""Deep-supervision loss: one loss over a model's main and auxiliary logits.
 
 Models with auxiliary heads (``vmunet_v2``, ``vmunet_v2_edge``, ``sa2net``) return only the main logits
 from ``forward`` (so the trainer and tester treat them like every other model) and expose all heads via
-``model.forward_aux(x)``: a list of logits, main first, each (b, num_classes, h, w) at the input size.
+``model.forward_aux(x)`` (:class:`grainseg.models.deep_supervision.DeepSupervisionMixin`): a list of
+logits, main first, each (b, num_classes, h, w) at the input size.
 """
 from __future__ import annotations
 
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from torch import Tensor
 
-__all__ = ["deep_supervision_loss", "DeepSupervisionMixin"]
+__all__ = ["deep_supervision_loss"]
 
 
 def deep_supervision_loss(
@@ -36,25 +37,3 @@ def deep_supervision_loss(
         term = float(w) * loss_fn(out, target)
         total = term if total is None else total + term
     return total
-
-
-class DeepSupervisionMixin:
-    """For SegmentationModel subclasses with auxiliary heads: implement ``all_logits(x, with_aux)`` (padded
-    input -> list of logits at that size, main first); this mixin supplies ``forward_features`` (main only,
-    aux heads skipped) and ``forward_aux`` (all heads, cropped to the input size)."""
-
-    def all_logits(self, x: Tensor, with_aux: bool = True) -> List[Tensor]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        return self.all_logits(x, with_aux=False)[0]
-
-    def forward_aux(self, x: Tensor) -> List[Tensor]:
-        """All heads' logits (main first), each (b, num_classes, h, w) for an input of any h, w."""
-        from grainseg.models.base import pad_to_multiple  # models sit above layers: import at call time
-
-        x = self.adapt_channels(x)
-        if not x.is_floating_point():
-            raise ValueError(f"input must be a floating-point tensor, got dtype {x.dtype}")
-        h, w = x.shape[-2:]
-        return [o[..., :h, :w] for o in self.all_logits(pad_to_multiple(x, self.size_divisor))]

@@ -2,11 +2,12 @@
 
 This file imports every architecture module (the one list of them), so their decorators have filled the
 registry once ``grainseg.models`` is imported.  Inside the package the imports point one way:
-``registry`` <- ``loading`` <- ``base`` <- the architectures.
+``registry`` <- ``loading`` <- ``base`` <- ``deep_supervision`` <- the architectures.
 """
 from . import registry  # noqa: I001  (the order below is the dependency order)
 from .loading import PretrainedNotFoundError
 from .base import SegmentationModel, StateDictMismatchError
+from .deep_supervision import DeepSupervisionMixin
 from .registry import create_model, list_models, model_info, register_model, register_preset
 
 # the architectures (each registers its presets on import)
@@ -18,6 +19,7 @@ from_pretrained = SegmentationModel.from_pretrained
 __all__ = [
     "SegmentationModel",
     "StateDictMismatchError",
+    "DeepSupervisionMixin",
     "PretrainedNotFoundError",
     "create_model",
     "from_pretrained",

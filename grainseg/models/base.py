@@ -36,7 +36,7 @@ import contextlib
 import contextvars
 import json
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -260,10 +260,16 @@ class SegmentationModel(
     def forward(self, x: Tensor) -> Tensor:
         """Logits (b, num_classes, h, w) for any h, w: pad to ``size_divisor``, run, crop back."""
         self.check_input(x)
-        x = self.adapt_channels(x)
+        return self.pad_run_crop(self.adapt_channels(x), self.forward_features)
+
+    def pad_run_crop(self, x: Tensor, run: Callable[[Tensor], Any]) -> Any:
+        """``run`` on ``x`` padded to a multiple of ``size_divisor``, its output (a tensor or a list of
+        them) cropped back to ``x``'s height and width."""
         h, w = x.shape[-2:]
-        out = self.forward_features(pad_to_multiple(x, self.size_divisor))
-        return out[..., :h, :w]
+        out = run(pad_to_multiple(x, self.size_divisor))
+        if isinstance(out, Tensor):
+            return out[..., :h, :w]
+        return [o[..., :h, :w] for o in out]
 
     def probabilities(self, logits: Tensor) -> Tensor:
         """Logits -> probabilities: sigmoid for one class, softmax over classes otherwise."""

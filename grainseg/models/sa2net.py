@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..layers._args import check_positive_int
 from ..layers.conv import ConvBNAct, ConvStack, LayerNorm2d
-from ..layers.deep_supervision import DeepSupervisionMixin
+from .deep_supervision import DeepSupervisionMixin
 from .base import SegmentationModel
 from .registry import register_model
 

@@ -29,7 +29,7 @@ from ..layers._args import check_positive_int
 from ..layers.attention import ChannelAttention, SpatialAttention
 from ..layers.conv import ConvBNAct
 from ..layers.edge_attention import EdgeAwareAttention
-from ..layers.deep_supervision import DeepSupervisionMixin
+from .deep_supervision import DeepSupervisionMixin
 from .base import SegmentationModel
 from .registry import register_model
 from .vmunet import NUM_STAGES, PATCH_SIZE, _depths, _linspace, expand_dims
