@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import importlib.util
 import os
 import sys
 import warnings
 from typing import List, Optional
 
 #: Command modules, in the order ``grainseg --help`` lists them.
-COMMANDS = ("predict", "validate", "train", "evaluate", "models", "hub", "bench")
+COMMANDS = ("predict", "validate", "train", "evaluate", "models", "hub")
 #: Commands that read images: they take ``--max-pixels``.
 IMAGE_COMMANDS = ("predict", "validate", "train", "evaluate")
 #: Exceptions that mean the user asked for something that cannot be done (exit 2, one line).
@@ -50,16 +49,15 @@ def _add_common_options(name: str, parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from grainseg import __version__
+    from grainseg._version import __version__
 
     parser = argparse.ArgumentParser(prog="grainseg", description="Grain segmentation of metal micrographs.")
     parser.add_argument("--version", action="version", version=f"grainseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        if importlib.util.find_spec(f"{__name__}.{name}") is not None:
-            command = importlib.import_module(f"{__name__}.{name}").add_parser(sub)
-            if command is not None:
-                _add_common_options(name, command)
+        command = importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+        if command is not None:
+            _add_common_options(name, command)
     return parser
 
 

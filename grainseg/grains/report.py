@@ -178,7 +178,7 @@ class GrainReport:
     @property
     def summary(self) -> Dict[str, Any]:
         """JSON-able summary: counts, mean / median sizes, ASTM E112 G (both methods), model id and revision."""
-        from grainseg import __version__
+        from grainseg._version import __version__
 
         u = self.unit
         area = self.table[f"area_{u}2"]

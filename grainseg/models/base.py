@@ -360,7 +360,7 @@ class SegmentationModel(
         if metrics is not None and not isinstance(metrics, Mapping):
             raise ValueError(f"metrics must be a dict of name -> number, got {type(metrics).__name__}")
         cfg = dict(config) if config is not None else self.config
-        from grainseg import __version__
+        from grainseg._version import __version__
 
         cfg = {**cfg, "architecture": type(self).__name__, "grainseg_version": __version__}
         card_kwargs = {**self._card_fields(cfg, metrics, dataset), **(model_card_kwargs or {})}
