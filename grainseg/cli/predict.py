@@ -238,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from grainseg.grains.report import GrainReport
-    from grainseg.inference.predict import predict_proba
+    from grainseg.inference.predict import analyze
 
     failed = len(failures)
     stems = _stems(files)
@@ -251,13 +251,9 @@ def run(args: argparse.Namespace) -> int:
             if existing and not args.overwrite:
                 raise FileExistsError(f"outputs exist ({existing[0]}{' ...' if len(existing) > 1 else ''}); "
                                       "pass --overwrite to replace them")
-            from grainseg.data.io import read_image
-
-            image = read_image(path)
-            prob = predict_proba(model, image, overlap=args.overlap, batch_size=args.batch_size, device=device,
-                                 amp=False if args.no_amp else None, progress=_tile_progress(args.quiet))
-            report = GrainReport.from_probability(image, prob, scale=scale, model=info, source=str(path),
-                                                  **grain_kw)
+            report = analyze(path, model, scale, device=device, overlap=args.overlap, batch_size=args.batch_size,
+                             amp=False if args.no_amp else None, progress=_tile_progress(args.quiet),
+                             model_info=info, **grain_kw)
             report.save(out, stem, overwrite=args.overwrite)
             s = report.summary
             g = s["astm_e112"]

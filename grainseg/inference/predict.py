@@ -179,7 +179,8 @@ def analyze(
     overlap: float = 0.25,
     batch_size: int = 4,
     amp: Optional[bool] = None,
-    progress: bool = False,
+    progress: Union[bool, Callable[[int], None]] = False,
+    model_info: Optional[Dict[str, Any]] = None,
 ) -> GrainReport:
     """Segment a micrograph and measure its grains: a :class:`~grainseg.grains.GrainReport`.
 
@@ -188,7 +189,9 @@ def analyze(
     sizes are in pixels and G is None (the summary says why).  ``method``, ``threshold``, ``core``,
     ``sigma``, ``min_core_frac``, ``min_grain_area``, ``watershed``: how grains are found in the
     probability (:func:`grainseg.grains.instances.segment_grains`; the default floods the boundary
-    probability from high-probability cores, which closes boundary gaps).
+    probability from high-probability cores, which closes boundary gaps).  ``progress``: as for
+    :func:`predict_proba`.  ``model_info``: what the report records about the model (default: the
+    ``info`` of :func:`load_model`, or the name of a model instance).
     """
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
         raise ValueError(f"scale must be a positive number of micrometres per pixel, got {scale!r}")
@@ -197,6 +200,8 @@ def analyze(
                                 "architecture": type(model).__name__}
     else:
         model, info = load_model(model, device=device)
+    if model_info is not None:
+        info = model_info
     arr, source = _load_image(image)
     prob = predict_proba(model, arr, overlap=overlap, batch_size=batch_size, device=device, amp=amp, progress=progress)
     return GrainReport.from_probability(arr, prob, scale=None if scale is None else float(scale), threshold=threshold,
