@@ -1,12 +1,16 @@
-"""The grain-instance options shared by ``grainseg predict`` and ``grainseg validate``."""
+"""Options shared by the commands that predict: grain instances (``predict``, ``validate``) and
+test-time augmentation (``predict``, ``validate``, ``evaluate``)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 from grainseg.grains.instances import DEFAULT_INSTANCE_PARAMS, GRAIN_METHODS, check_instance_params
 
-__all__ = ["add_instance_args", "instance_kwargs"]
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg", "with_tta"]
 
 
 def add_instance_args(p: argparse.ArgumentParser) -> None:
@@ -37,3 +41,21 @@ def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
         raise ValueError(f"--{name.replace('_', '-')}: {str(err).split(' ', 1)[1]}") from None
     return {"method": args.method, "threshold": args.threshold, "core": args.core, "sigma": args.sigma,
             "min_core_frac": args.min_core_frac, "min_grain_area": args.min_grain_area, "watershed": args.watershed}
+
+
+def add_tta_arg(p: argparse.ArgumentParser) -> None:
+    """Add --tta (test-time augmentation; off by default)."""
+    from grainseg.inference.tta import TRANSFORMS
+
+    p.add_argument("--tta", choices=sorted(TRANSFORMS), default="none",
+                   help="test-time augmentation: average the probabilities over 2 (hflip), 4 (flips) or 8 (d4: "
+                        "flips and 90-degree rotations) views, at that many times the time (default: none)")
+
+
+def with_tta(model: nn.Module, info: Dict[str, Any], args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The model wrapped for ``--tta`` (unchanged for none), and its info record with the TTA named."""
+    from grainseg.inference.tta import TTA
+
+    if args.tta == "none":
+        return model, info
+    return TTA(model, args.tta), {**info, "tta": args.tta}

@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+from grainseg.cli._grain_args import add_tta_arg, with_tta
+
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     p = subparsers.add_parser("evaluate", help="metrics of a saved model on a data set split",
@@ -33,6 +35,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     p.add_argument("--tolerance", type=float, default=2.0, help="boundary F1 tolerance in pixels")
     p.add_argument("--polarity", choices=["grain", "boundary"], default="grain", help="what bright mask pixels are")
     p.add_argument("--mask-threshold", type=float, default=127, help="mask binarisation threshold")
+    add_tta_arg(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="print only the mean row")
     p.set_defaults(func=run)
@@ -66,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it or choose another --json path")
     device = resolve_device(args.device or "auto", "--device")
-    model, info = load_model(args.model, device=device)
+    model, info = with_tta(*load_model(args.model, device=device), args)
     ds = SegmentationDataset(args.data, split, args.subset if split else None, splits_file=args.splits_file,
                              in_chans=int(getattr(model, "in_chans", 3)), threshold=args.mask_threshold,
                              polarity=args.polarity)

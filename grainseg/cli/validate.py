@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from grainseg.cli._grain_args import add_instance_args, instance_kwargs
+from grainseg.cli._grain_args import add_instance_args, add_tta_arg, instance_kwargs, with_tta
 
 PROG = "grainseg validate"
 
@@ -39,6 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--quiet", action="store_true", help="only the summary")
     add_instance_args(p)
+    add_tta_arg(p)
     p.set_defaults(func=run)
     return p
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise PermissionError(problem)
     if (out / "validation.json").exists() and not args.overwrite:
         raise FileExistsError(f"{out / 'validation.json'} already exists; pass --overwrite or another --out")
-    model, info = load_model(args.model, device=device)
+    model, info = with_tta(*load_model(args.model, device=device), args)
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     result = validate(model, items, scale=args.scale, polarity=args.polarity, mask_threshold=args.mask_threshold,
                       grain_kw=grain_kw, device=device, progress=say, keep_maps=not args.no_panels)

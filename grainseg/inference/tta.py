@@ -28,8 +28,8 @@ def _rot(k: int, flip: bool) -> Transform:
     return fwd, inv
 
 
-#: named sets of (forward, inverse) transforms on (N, C, H, W) tensors.  Sets with a 90-degree
-#: rotation need square inputs (tiles are square; a non-square input gets a ValueError).
+#: named sets of (forward, inverse) transforms on (N, C, H, W) tensors.  On a non-square input (a tile
+#: clipped to a small image) the 90-degree rotations are skipped and the flips of the set remain.
 TRANSFORMS: Dict[str, List[Transform]] = {
     "none": [_rot(0, False)],
     "hflip": [_rot(0, False), _rot(0, True)],
@@ -72,14 +72,14 @@ class TTA(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
             raise ValueError(f"TTA input must be (N, C, H, W), got shape {tuple(x.shape)}")
-        rotates = any(fwd(torch.zeros(1, 1, 1, 2)).shape[-1] != 2 for fwd, _ in self.transforms)
-        if rotates and x.shape[-1] != x.shape[-2]:
-            raise ValueError(f"TTA '{self.name}' rotates by 90 degrees and needs square inputs, got "
-                             f"{tuple(x.shape[-2:])}; use tta='flips' for non-square tiles")
+        transforms = self.transforms
+        if x.shape[-1] != x.shape[-2]:  # a 90-degree rotation would change the shape: keep the flips only
+            probe = torch.zeros(1, 1, 1, 2)
+            transforms = [t for t in transforms if t[0](probe).shape == probe.shape]
         acc = None
-        for fwd, inv in self.transforms:
+        for fwd, inv in transforms:
             logits = inv(self.model(fwd(x))).float()
             p = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
             acc = p if acc is None else acc + p
-        p = (acc / len(self.transforms)).clamp(self.eps, 1 - self.eps)
+        p = (acc / len(transforms)).clamp(self.eps, 1 - self.eps)
         return torch.logit(p) if p.shape[1] == 1 else torch.log(p)

@@ -55,11 +55,10 @@ def test_two_class_model_and_none():
     assert torch.allclose(torch.sigmoid(TTA(Corner(), "none")(x)), torch.sigmoid(Corner()(x)), atol=1e-5)
 
 
-def test_rotations_need_square_inputs_flips_do_not():
+def test_non_square_inputs_keep_only_the_flips():
     x = torch.randn(1, 3, 6, 8)
-    with pytest.raises(ValueError, match="needs square inputs"):
-        TTA(Corner(), "d4")(x)
-    assert TTA(Corner(), "flips")(x).shape == (1, 1, 6, 8)
+    assert torch.allclose(TTA(Corner(), "d4")(x), TTA(Corner(), "flips")(x), atol=1e-6)
+    assert TTA(Corner(), "d4")(x).shape == (1, 1, 6, 8)
     with pytest.raises(ValueError, match=r"TTA input must be \(N, C, H, W\)"):
         TTA(Corner())(torch.randn(3, 6, 6))
 
@@ -79,3 +78,35 @@ def test_wrapper_passes_model_attributes_and_works_in_predict_proba():
     image = np.random.default_rng(0).integers(0, 255, (20, 28, 3), dtype=np.uint8)
     prob = predict_proba(wrapped, image)
     assert prob.shape == (20, 28) and 0 <= prob.min() and prob.max() <= 1
+
+
+def test_predict_proba_tta_matches_the_wrapper_and_keeps_the_training_mode():
+    model = Corner()
+    model.preprocessing = {"input_size": [8, 8]}
+    model.train()
+    image = np.random.default_rng(1).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    got = predict_proba(model, image, tta="flips")
+    assert model.training  # the wrapper must not leave the user's model in another mode
+    assert np.allclose(got, predict_proba(TTA(model, "flips"), image), atol=1e-6)
+    assert not np.allclose(got, predict_proba(model, image), atol=1e-3)  # the ramp makes the views differ
+    with pytest.raises(ValueError, match="tta must be"):
+        predict_proba(model, image, tta="rot")
+
+
+def test_evaluate_cli_records_the_tta(tmp_path):
+    import json
+
+    from tests.helpers.tinydata import TINY_SIZE, tiny_model, write_tiny_exone
+
+    from grainseg.cli import main
+
+    data = write_tiny_exone(tmp_path / "exone")
+    model = tiny_model()
+    model.preprocessing = {**model.preprocessing, "train_image_size": [TINY_SIZE, TINY_SIZE]}
+    model.save_pretrained(tmp_path / "model")
+    for tta in ("none", "d4"):
+        out = tmp_path / f"eval_{tta}.json"
+        assert main(["evaluate", "--model", str(tmp_path / "model"), "--data", str(data), "--split", "paper",
+                     "--subset", "test", "--json", str(out), "--device", "cpu", "--quiet", "--tta", tta]) == 0
+    plain, d4 = (json.loads((tmp_path / f"eval_{t}.json").read_text()) for t in ("none", "d4"))
+    assert "tta" not in plain["model"] and d4["model"]["tta"] == "d4"
