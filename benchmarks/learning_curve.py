@@ -2,7 +2,7 @@
 and 16 labelled ExONE source micrographs, and with one MPU-Net image per modality.
 
     python benchmarks/learning_curve.py [--out benchmarks/results/learning_curve.json] [--runs runs/learning_curve]
-        [--only exone,mpu] [--points ID,ID,...] [--plot-only]
+        [--only exone,mpu] [--points ID,ID,...] [--plot-only] [--table]
 
 Every point is one ``grainseg finetune`` (from ``grainseg/vmunet-aspp-small-exone316l``) or ``grainseg
 train --model vmunet_aspp_small`` (from scratch) run, in a child process, with **the same step budget**:
@@ -171,7 +171,7 @@ def train_point(point: Dict[str, Any], run: Path) -> Dict[str, Any]:
     run.mkdir(parents=True)
     held = build_data(point, run / "data")
     cmd = [sys.executable, "-m", "grainseg", *INITS[point["init"]], *COMMON, "--data", str(run / "data"),
-           "--split", "lc", "--out", str(run / "train")]
+           "--split", "auto", "--out", str(run / "train")]
     if point["set"] == "mpu":
         cmd += ["--polarity", "boundary"]
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -266,6 +266,24 @@ def machine_info_commit() -> str:
         return ""
 
 
+def all_grain_dice() -> Dict[str, float]:
+    """Dice of predicting grain everywhere on each test set (the score a model must beat: interiors cover
+    most of a micrograph): the 48 ExONE grouped test tiles (mean per tile) and each MPU-Net image."""
+    from grainseg.data.io import read_mask
+    from grainseg.train.metrics import dice_score
+
+    out: Dict[str, float] = {}
+    tiles = json.loads((EXONE / "splits.json").read_text())["grouped"]["test"]
+    out["exone_grouped_test_tiles"] = float(np.mean([
+        dice_score(np.ones(m.shape, np.float32), m) for m in
+        (read_mask(EXONE / "RGMask" / f"RGMask{Path(t).stem[2:]}.jpg", threshold=127, polarity="grain") for t in tiles)]))
+    for mod, imgs in MPU_IMAGES.items():
+        for i, name in enumerate(imgs):
+            m = read_mask(MPU / mod / "test_boundary_label" / name, threshold=127, polarity="boundary")
+            out[f"mpu_{mod}_img{i}"] = float(dice_score(np.ones(m.shape, np.float32), m))
+    return out
+
+
 def write_json(path: Path, record: Dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
@@ -281,44 +299,81 @@ def plot(record: Dict[str, Any], path: Path) -> None:
     res = record["points"]
     metrics = [("dice", "Dice"), ("boundary_f1", "boundary F1 (2 px)"), ("abs_dG_planimetric", "|dG| planimetric"),
                ("abs_dG_intercept", "|dG| intercept")]
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.5))
+    fig, axes = plt.subplots(2, 4, figsize=(18, 8))
     zero = res.get("exone/zero-shot/N0")
     for ax, (key, label) in zip(axes[0], metrics):
         for init, colour, marker in (("default", "tab:blue", "o"), ("scratch", "tab:orange", "s")):
-            xs = [n for n in NS if f"exone/{init}/N{n}" in res]
-            ax.plot(xs, [res[f"exone/{init}/N{n}"][key] for n in xs], marker=marker, color=colour,
+            ns = [n for n in NS if f"exone/{init}/N{n}" in res]
+            ax.plot([math.log2(n) for n in ns], [res[f"exone/{init}/N{n}"][key] for n in ns], marker=marker, color=colour,
                     label="from the default" if init == "default" else "from scratch")
         if zero:
             ax.axhline(zero[key], color="grey", ls="--", label="default, no fine-tuning (N=0)")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(NS, [str(n) for n in NS])
+        if key == "dice" and "all_grain_dice" in record:
+            ax.axhline(record["all_grain_dice"]["exone_grouped_test_tiles"], color="black", ls=":",
+                       label="all grain (no boundary at all)")
+        ax.set_xticks([math.log2(n) for n in NS], [str(n) for n in NS])
+        ax.set_xlim(-0.3, math.log2(NS[-1]) + 0.3)
         ax.set_xlabel("labelled ExONE source micrographs (12 tiles each)")
         ax.set_title(f"ExONE grouped test: {label}")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     groups = [(m, i) for m, imgs in MPU_IMAGES.items() for i in range(len(imgs))]
     width = 0.27
+    bars = (("zero-shot", "grey", "default, zero-shot"), ("default", "tab:blue", "fine-tuned from the default"),
+            ("scratch", "tab:orange", "trained from scratch"))
+    from matplotlib.patches import Patch
+
     for ax, (key, label) in zip(axes[1], metrics):
-        for j, (init, colour) in enumerate((("zero-shot", "grey"), ("default", "tab:blue"), ("scratch", "tab:orange"))):
+        for j, (init, colour, _) in enumerate(bars):
             xs, ys = [], []
             for g, (mod, i) in enumerate(groups):
                 p = res.get(f"mpu/{mod}/{init}/test{i}")
                 if p is not None and p.get(key) is not None:
                     xs.append(g + (j - 1) * width)
                     ys.append(p[key])
-            ax.bar(xs, ys, width, color=colour, label={"zero-shot": "default, zero-shot",
-                                                       "default": "fine-tuned from the default",
-                                                       "scratch": "trained from scratch"}[init])
-        ax.set_xticks(range(len(groups)), [f"{m} test img {i}\n(train on {1 - i})" for m, i in groups], fontsize=8)
-        ax.set_title(f"MPU-Net, 1 training image: {label}")
+            if xs:
+                ax.bar(xs, ys, width, color=colour)
+        if key == "dice" and "all_grain_dice" in record:
+            ax.scatter(range(len(groups)), [record["all_grain_dice"][f"mpu_{m}_img{i}"] for m, i in groups],
+                       marker="_", s=900, color="black", zorder=3)
+            ax.set_ylim(0.5, 1.0)
+        ax.set_xticks(range(len(groups)), [f"{m} img {i}\n(trained on {1 - i})" for m, i in groups], fontsize=8)
+        ax.set_title(f"MPU-Net, held-out image: {label}")
         ax.grid(alpha=0.3, axis="y")
-    axes[1][0].legend(fontsize=8)
+    handles = [Patch(color=c, label=t) for _, c, t in bars]
+    if "all_grain_dice" in record:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="black", marker="_", ls="", markersize=14, label="all grain"))
+    axes[1][0].legend(handles=handles, fontsize=8, loc="lower left")
     fig.suptitle(f"Learning curve, {EPOCHS * EPOCH_ITEMS // BATCH} steps per point (batch {BATCH}, {CROP} px crops), "
                  "vmunet_aspp_small", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def table(record: Dict[str, Any]) -> str:
+    """The points as a markdown table (what docs/finetune.md shows)."""
+    def f(v, spec=".3f"):
+        return "" if v is None else format(v, spec)
+
+    lines = ["| set | init | labelled | test | Dice | BF1 | \\|dG\\| plan. | \\|dG\\| int. | grains pred / true | "
+             "steps (epochs) | train CPU min (wall) | eval CPU min (wall) |", "|" + "---|" * 12]
+    for pid, p in sorted(record["points"].items(), key=lambda kv: (kv[1]["set"], kv[1].get("modality", ""),
+                                                                   kv[1].get("test", ""), kv[1]["init"] != "zero-shot",
+                                                                   kv[1]["init"], kv[1]["n"])):
+        if p["set"] == "exone":
+            what, labelled, test = "ExONE", f"{p['n']} source{'s' if p['n'] != 1 else ''}" + (
+                f" ({p['n'] * 12} tiles)" if p["n"] else ""), "grouped test"
+        else:
+            what, labelled, test = f"MPU {p['modality']}", "1 image" if p["n"] else "0", f"img {pid[-1]}"
+        lines.append(f"| {what} | {p['init']} | {labelled} | {test} | {f(p['dice'], '.4f')} | {f(p['boundary_f1'])} | "
+                     f"{f(p['abs_dG_planimetric'])} | {f(p['abs_dG_intercept'])} | {p['grains_pred']} / {p['grains_true']} | "
+                     f"{p['steps']} ({p['epochs']}) | {p['train_cpu_s'] / 60:.1f} ({p['train_wall_s'] / 60:.1f}) | "
+                     f"{p['eval_cpu_s'] / 60:.1f} ({p['eval_wall_s'] / 60:.1f}) |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -328,7 +383,8 @@ def main() -> None:
     ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "learning_curve.png"))
     ap.add_argument("--only", default="exone,mpu", help="which sets to run")
     ap.add_argument("--points", default="", help="comma-separated point ids (default: all planned)")
-    ap.add_argument("--plot-only", action="store_true")
+    ap.add_argument("--plot-only", action="store_true", help="only redraw the plot from the JSON")
+    ap.add_argument("--table", action="store_true", help="only print the JSON's points as a markdown table")
     args = ap.parse_args()
     out, runs = Path(args.out), Path(args.runs)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -343,6 +399,11 @@ def main() -> None:
         "instances": "watershed (package defaults)"})
     record.setdefault("points", {})
     record.setdefault("machines", [])
+    if "all_grain_dice" not in record:
+        record["all_grain_dice"] = all_grain_dice()
+    if args.table:
+        print(table(record))
+        return
     if not args.plot_only:
         import grainseg
 
@@ -373,6 +434,7 @@ def main() -> None:
                   f"({entry['train_wall_s']:.0f} s wall, {entry['steps']} steps, {entry['epochs']} epochs), eval "
                   f"{entry['eval_cpu_s']:.0f} s CPU ({entry['eval_wall_s']:.0f} s wall)", flush=True)
             plot(record, Path(args.plot))
+    write_json(out, record)
     plot(record, Path(args.plot))
     print(f"-> {out}, {args.plot}", flush=True)
 
