@@ -10,15 +10,16 @@ commit id printed at the end is the revision to pin in a registry entry.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from grainseg.models.loading import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config
+
 __all__ = ["add_parser", "run", "check_folder", "push_folder"]
 
 #: The files a Hub-ready grainseg folder holds (as ``save_pretrained`` writes them).
-HUB_FILES = ("config.json", "model.safetensors", "README.md")
+HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -52,11 +53,9 @@ def check_folder(folder: Path) -> Dict[str, Any]:
         raise FileNotFoundError(f"DIR {folder} lacks {', '.join(missing)}; a Hub-ready folder holds "
                                 f"{', '.join(HUB_FILES)} (model.save_pretrained(DIR) writes all three)")
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"DIR {folder}: config.json is not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"DIR {folder}: config.json must hold a JSON object, got {type(config).__name__}")
+        read_config(folder / CONFIG_NAME)  # a JSON object, or a ValueError naming the file
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"DIR {folder}: {exc}") from None
     from grainseg import from_pretrained
 
     try:

@@ -4,14 +4,13 @@ This file imports every architecture module (the one list of them), so their dec
 registry once ``grainseg.models`` is imported.  Inside the package the imports point one way:
 ``registry`` <- ``loading`` <- ``base`` <- ``deep_supervision`` <- the architectures.
 """
-from . import registry  # noqa: I001  (the order below is the dependency order)
 from .loading import PretrainedNotFoundError
 from .base import SegmentationModel, StateDictMismatchError
 from .deep_supervision import DeepSupervisionMixin
 from .registry import create_model, list_models, model_info, register_model, register_preset
 
 # the architectures (each registers its presets on import)
-from . import deeplabv3plus, r2attunet, sa2net, sam, segnet, uctransnet, unet, unetplusplus, vmunet, vmunet_v2  # noqa: F401,E402
+from . import deeplabv3plus, r2attunet, sa2net, sam, segnet, uctransnet, unet, unetplusplus, vmunet, vmunet_v2  # noqa: F401
 
 #: ``grainseg.from_pretrained``: any saved grainseg model, its class taken from config.json.
 from_pretrained = SegmentationModel.from_pretrained
