@@ -12,12 +12,13 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from ._backend import kernel_limit
 from .reference import compute_dtype
 
-#: Steps between saved states in the CPU kernels' forward (backward memory O(L / chunk * N)).
-CPU_CHECKPOINT_CHUNK = 64
-#: The CUDA kernels save one state per chunk of this many steps.
-CUDA_CHECKPOINT_CHUNK = 2048
+#: Steps between saved states in the CPU kernels' forward (backward memory O(L / chunk * N)), from grainseg._C.
+CPU_CHECKPOINT_CHUNK = kernel_limit("cpu_checkpoint_chunk")
+#: The CUDA kernels save one state per chunk of this many steps (their tile), from grainseg._C.
+CUDA_CHECKPOINT_CHUNK = kernel_limit("cuda_checkpoint_chunk")
 
 
 def checkpoint_chunk(device: torch.device) -> int:
