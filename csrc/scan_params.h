@@ -1,7 +1,8 @@
 // Parameters of the selective-scan kernels (CPU and CUDA): plain pointers, sizes and strides.
 //
 // No torch headers here on purpose: the .cu kernels and the CPU kernels both read this struct, and the
-// .cu files must compile with nvcc alone.  The torch binding (csrc/bindings.cpp) fills it.
+// .cu files must compile with nvcc alone.  The torch side fills it from the canonical problem
+// (csrc/scan_params_torch.h), the same way for both devices.
 //
 // One struct describes both ops:
 //   * ss2d_scan       : n_dirs = 4, the sequence is the h x w grid visited in direction k's order
@@ -33,8 +34,19 @@ namespace grainseg {
 
 using index_t = int64_t;
 
-constexpr int kNumDirections = 4;  // SS2D directions
-constexpr int kMaxDState = 256;    // largest supported state size n
+// Host and device code may both call the functions marked so (the CUDA kernels and the CPU kernels).
+#if defined(__CUDACC__)
+#define GRAINSEG_HOST_DEVICE __host__ __device__
+#else
+#define GRAINSEG_HOST_DEVICE
+#endif
+
+// The kernels' limits, exported by grainseg._C (max_d_state, cpu_checkpoint_chunk, cuda_checkpoint_chunk)
+// for grainseg/ops and the tests.
+constexpr int kNumDirections = 4;           // SS2D directions
+constexpr int kMaxDState = 256;             // largest supported state size n
+constexpr int kCpuCheckpointChunk = 64;     // steps per checkpoint the ops ask of the CPU kernels (any >= 1 runs)
+constexpr int kCudaCheckpointChunk = 2048;  // the CUDA kernels' largest tile: their only checkpoint chunk
 
 struct ScanParams {
   // ---- sizes
@@ -47,7 +59,7 @@ struct ScanParams {
   index_t dstate = 0;    // n
   index_t n_groups_B = 1;  // B groups per direction; channel d uses group d / (dim / n_groups_B)
   index_t n_groups_C = 1;
-  index_t chunk = 64;    // steps per checkpoint
+  index_t chunk = kCpuCheckpointChunk;  // steps per checkpoint
   index_t n_chunks = 0;  // ceil(seqlen / chunk)
   bool delta_softplus = false;
 
@@ -93,16 +105,70 @@ struct ScanBwdParams : ScanParams {
 };
 
 // Position visited at step t by direction k on an h x w grid (row-major offsets).  The identity for
-// n_dirs == 1 (selective_scan: height 1).  Host and device code may both call it.
-#if defined(__CUDACC__)
-__host__ __device__
-#endif
-inline index_t direction_position(int k, index_t t, index_t height, index_t width) {
+// n_dirs == 1 (selective_scan: height 1).
+GRAINSEG_HOST_DEVICE inline index_t direction_position(int k, index_t t, index_t height, index_t width) {
   const index_t L = height * width;
   const index_t s = (k >= 2) ? (L - 1 - t) : t;  // directions 2, 3 run backwards
   if ((k & 1) == 0) return s;                    // row-major
   const index_t i = s % height, j = s / height;  // column-major: i varies fastest
   return i * width + j;
+}
+
+// Where one (batch b, direction k, channel d) sequence lives in the tensors of a ScanParams (and, from a
+// ScanBwdParams, of the gradients too): the one place the kernels of both devices compute it - the CPU
+// kernels' lanes (which read B and C from their own step rows instead, at groups gB and gC) and the CUDA
+// kernels' blocks.  Element types: in_t for u, delta, y, dy, du, ddelta; acc_t for A, D, delta_bias, ckpt;
+// bc_t for B and C (the CPU kernels get them in acc_t, the CUDA kernels in in_t).
+template <typename in_t, typename acc_t, typename bc_t>
+struct SequencePtrs {
+  const in_t* u;      // u[b, d, :], spatial layout (position p at offset p)
+  const in_t* delta;  // delta[b, k, d, :]
+  const acc_t* A;     // A[k, d, :]
+  index_t gB, gC;     // groups of B and C: k * n_groups + d / (dim / n_groups)
+  const bc_t* B;      // B[b, gB]: element (s, p) at s * B_dstate_stride + p * B_pos_stride
+  const bc_t* C;      // C[b, gC], likewise
+  acc_t D, bias;      // D[k, d], delta_bias[k, d] (0 when absent)
+  in_t* y;            // y[b, d, :], the sum over the directions
+  acc_t* ckpt;        // ckpt[b, k, d, :, :]: (n_chunks, dstate)
+  // backward only (null from a forward ScanParams)
+  const in_t* dy = nullptr;  // dy[b, d, :]
+  in_t* du = nullptr;        // du[b, d, :]
+  in_t* ddelta = nullptr;    // ddelta[b, k, d, :]
+};
+
+// base + offset elements of T, or null for a null base (a field the struct leaves unset, such as y in the
+// backward: no arithmetic on null pointers).
+template <typename T, typename V>
+GRAINSEG_HOST_DEVICE inline T* offset_ptr(V* base, index_t offset) {
+  return base ? static_cast<T*>(base) + offset : nullptr;
+}
+
+template <typename in_t, typename acc_t, typename bc_t>
+GRAINSEG_HOST_DEVICE inline SequencePtrs<in_t, acc_t, bc_t> sequence_ptrs(const ScanParams& P, index_t b, index_t k,
+                                                                         index_t d) {
+  SequencePtrs<in_t, acc_t, bc_t> s;
+  s.u = offset_ptr<const in_t>(P.u, b * P.u_batch_stride + d * P.u_dim_stride);
+  s.delta = offset_ptr<const in_t>(P.delta, b * P.delta_batch_stride + k * P.delta_dir_stride + d * P.delta_dim_stride);
+  s.A = offset_ptr<const acc_t>(P.A, k * P.A_dir_stride + d * P.A_dim_stride);
+  s.gB = k * P.n_groups_B + d / (P.dim / P.n_groups_B);
+  s.gC = k * P.n_groups_C + d / (P.dim / P.n_groups_C);
+  s.B = offset_ptr<const bc_t>(P.B, b * P.B_batch_stride + s.gB * P.B_group_stride);
+  s.C = offset_ptr<const bc_t>(P.C, b * P.C_batch_stride + s.gC * P.C_group_stride);
+  s.D = P.D ? static_cast<const acc_t*>(P.D)[k * P.D_dir_stride + d] : acc_t(0);
+  s.bias = P.delta_bias ? static_cast<const acc_t*>(P.delta_bias)[k * P.delta_bias_dir_stride + d] : acc_t(0);
+  s.y = offset_ptr<in_t>(P.y, b * P.y_batch_stride + d * P.y_dim_stride);
+  s.ckpt = offset_ptr<acc_t>(P.ckpt, ((b * P.n_dirs + k) * P.dim + d) * P.n_chunks * P.dstate);
+  return s;
+}
+
+template <typename in_t, typename acc_t, typename bc_t>
+GRAINSEG_HOST_DEVICE inline SequencePtrs<in_t, acc_t, bc_t> sequence_ptrs(const ScanBwdParams& P, index_t b,
+                                                                         index_t k, index_t d) {
+  SequencePtrs<in_t, acc_t, bc_t> s = sequence_ptrs<in_t, acc_t, bc_t>(static_cast<const ScanParams&>(P), b, k, d);
+  s.dy = offset_ptr<const in_t>(P.dy, b * P.dy_batch_stride + d * P.dy_dim_stride);
+  s.du = offset_ptr<in_t>(P.du, b * P.du_batch_stride + d * P.du_dim_stride);
+  s.ddelta = offset_ptr<in_t>(P.ddelta, b * P.ddelta_batch_stride + k * P.ddelta_dir_stride + d * P.ddelta_dim_stride);
+  return s;
 }
 
 }  // namespace grainseg

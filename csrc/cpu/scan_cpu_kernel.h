@@ -119,34 +119,22 @@ struct BCRows {
                                  P.C_dstate_stride, P.C_pos_stride)) {}
 };
 
-// Pointers and constants of one (b, k, d) sequence.
+// Pointers and constants of one (b, k, d) sequence (scan_params.h's sequence_ptrs), with B and C pointing
+// into the step rows of B[b, gB] / C[b, gC] (step_order_rows: row t is step t's n values) instead of the
+// strided tensors, and the step -> position order of direction k.
 template <typename in_t, typename acc_t>
-struct Lane {
-  const in_t* u;      // u[b, d, :], spatial layout
-  const in_t* delta;  // delta[b, k, d, :]
-  const acc_t* A;     // A[k, d, :]
-  const acc_t* B;     // step rows of B[b, group] (step_order_rows): row t is step t's n values
-  const acc_t* C;
-  acc_t D, bias;
-  acc_t* ckpt;          // ckpt[b, k, d, :, :]
-  const index_t* pos;   // order of direction k
+struct Lane : SequencePtrs<in_t, acc_t, acc_t> {
+  const index_t* pos;  // order of direction k
 };
 
-template <typename in_t, typename acc_t>
-Lane<in_t, acc_t> make_lane(const ScanParams& P, const index_t* positions, const BCRows<acc_t>& bc, index_t b,
-                            index_t k, index_t d) {
-  const index_t gB = k * P.n_groups_B + d / (P.dim / P.n_groups_B);
-  const index_t gC = k * P.n_groups_C + d / (P.dim / P.n_groups_C);
+// Params: ScanParams, or ScanBwdParams for a lane that also points at dy, du and ddelta.
+template <typename in_t, typename acc_t, typename Params>
+Lane<in_t, acc_t> make_lane(const Params& P, const index_t* positions, const BCRows<acc_t>& bc, index_t b, index_t k,
+                            index_t d) {
   Lane<in_t, acc_t> l;
-  l.u = static_cast<const in_t*>(P.u) + b * P.u_batch_stride + d * P.u_dim_stride;
-  l.delta = static_cast<const in_t*>(P.delta) + b * P.delta_batch_stride + k * P.delta_dir_stride +
-            d * P.delta_dim_stride;
-  l.A = static_cast<const acc_t*>(P.A) + k * P.A_dir_stride + d * P.A_dim_stride;
-  l.B = bc.B.data() + (b * P.n_dirs * P.n_groups_B + gB) * P.seqlen * P.dstate;
-  l.C = bc.C.data() + (b * P.n_dirs * P.n_groups_C + gC) * P.seqlen * P.dstate;
-  l.D = P.D ? static_cast<const acc_t*>(P.D)[k * P.D_dir_stride + d] : acc_t(0);
-  l.bias = P.delta_bias ? static_cast<const acc_t*>(P.delta_bias)[k * P.delta_bias_dir_stride + d] : acc_t(0);
-  l.ckpt = static_cast<acc_t*>(P.ckpt) + ((b * P.n_dirs + k) * P.dim + d) * P.n_chunks * P.dstate;
+  static_cast<SequencePtrs<in_t, acc_t, acc_t>&>(l) = sequence_ptrs<in_t, acc_t, acc_t>(P, b, k, d);
+  l.B = bc.B.data() + (b * P.n_dirs * P.n_groups_B + l.gB) * P.seqlen * P.dstate;
+  l.C = bc.C.data() + (b * P.n_dirs * P.n_groups_C + l.gC) * P.seqlen * P.dstate;
   l.pos = positions + k * P.seqlen;
   return l;
 }
@@ -440,13 +428,12 @@ void scan_fwd_cpu(const ScanParams& P) {
       const index_t b = task / P.dim, d = task % P.dim;
       std::fill(ybuf.begin(), ybuf.end(), acc_t(0));
       for (index_t k = 0; k < P.n_dirs; ++k) {
-        const Lane<in_t, acc_t> l =
-            make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
+        const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
         with_fixed_dstate(P.dstate, [&](auto kN) {
           lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, heap.data());
         });
       }
-      in_t* y = static_cast<in_t*>(P.y) + b * P.y_batch_stride + d * P.y_dim_stride;
+      in_t* y = sequence_ptrs<in_t, acc_t, acc_t>(P, b, 0, d).y;
       for (index_t p = 0; p < L; ++p) y[p] = static_cast<in_t>(ybuf[p]);
     }
   }
@@ -491,13 +478,16 @@ struct BwdScratch {
       : cb(chunk), xs(chunk * N), decay(chunk * N), heap(3 * N), zero(N, acc_t(0)), du(L) {}
 };
 
-// Backward of one lane: walks the chunks in reverse, recomputing each chunk's states from the checkpoint
-// before it (kN as in lane_fwd).  Adds into du (spatial, per thread), dBp / dCp (spatial (position, n)
-// partials of the block), and dA / dD / ddelta_bias of (k, d); writes ddelta.
+// Backward of one lane (made from the ScanBwdParams: it points at dy and ddelta): walks the chunks in
+// reverse, recomputing each chunk's states from the checkpoint before it (kN as in lane_fwd).  Adds into
+// du (spatial, per thread), dBp / dCp (spatial (position, n) partials of the block), and dA / dD /
+// ddelta_bias of (k, d); writes ddelta.
 template <index_t kN, typename in_t, typename acc_t>
-void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, const in_t* dy, in_t* ddelta, acc_t* dBp,
-              acc_t* dCp, acc_t* dA_out, acc_t& dD_out, acc_t& dbias_out, BwdScratch<acc_t>& s) {
+void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, acc_t* dBp, acc_t* dCp, acc_t* dA_out,
+              acc_t& dD_out, acc_t& dbias_out, BwdScratch<acc_t>& s) {
   const index_t L = P.seqlen, N = P.dstate, T = P.chunk;
+  const in_t* dy = l.dy;
+  in_t* ddelta = l.ddelta;
   ChunkBuffers<acc_t>& cb = s.cb;
   StepCore<kN, acc_t> core(l.A, N, s.heap.data());
   acc_t dD = 0, dbias = 0;
@@ -573,19 +563,15 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
         std::fill(dCj, dCj + K * part, acc_t(0));
         for (index_t d = blk.begin; d < blk.end; ++d) {
           std::fill(scratch.du.begin(), scratch.du.end(), acc_t(0));
-          const in_t* dy = static_cast<const in_t*>(P.dy) + b * P.dy_batch_stride + d * P.dy_dim_stride;
           for (index_t k = 0; k < K; ++k) {
-            const Lane<in_t, acc_t> l =
-                make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
-            in_t* ddelta = static_cast<in_t*>(P.ddelta) + b * P.ddelta_batch_stride + k * P.ddelta_dir_stride +
-                           d * P.ddelta_dim_stride;
+            const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
             const index_t kd = k * P.dim + d;
             with_fixed_dstate(N, [&](auto kN) {
-              lane_bwd<decltype(kN)::value>(P, l, dy, ddelta, dBj + k * part, dCj + k * part, dA + kd * N, dD[kd],
-                                            dbias[kd], scratch);
+              lane_bwd<decltype(kN)::value>(P, l, dBj + k * part, dCj + k * part, dA + kd * N, dD[kd], dbias[kd],
+                                            scratch);
             });
           }
-          in_t* du = static_cast<in_t*>(P.du) + b * P.du_batch_stride + d * P.du_dim_stride;
+          in_t* du = sequence_ptrs<in_t, acc_t, acc_t>(P, b, 0, d).du;
           for (index_t p = 0; p < L; ++p) du[p] = static_cast<in_t>(scratch.du[p]);
         }
       }

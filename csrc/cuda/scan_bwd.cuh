@@ -52,27 +52,11 @@ __global__ void __launch_bounds__(kNThreads) scan_bwd_kernel(const ScanCudaParam
 
   for (int ci = 0; ci < cpb; ++ci) {
     const int d = slab * cpb + ci;
-    const input_t* u = static_cast<const input_t*>(p.u) + b * p.u_batch_stride + d * p.u_dim_stride;
-    const input_t* dy = static_cast<const input_t*>(p.dy) + b * p.dy_batch_stride + d * p.dy_dim_stride;
-    input_t* du = static_cast<input_t*>(p.du) + b * p.du_batch_stride + d * p.du_dim_stride;
     acc_t* du_acc =
         kNDirs > 1 ? static_cast<acc_t*>(p.du_acc) + (static_cast<index_t>(b) * dim + d) * L : nullptr;
 
     for (int k = 0; k < kNDirs; ++k) {
-      const input_t* delta = static_cast<const input_t*>(p.delta) + b * p.delta_batch_stride +
-                             k * p.delta_dir_stride + d * p.delta_dim_stride;
-      input_t* ddelta = static_cast<input_t*>(p.ddelta) + b * p.ddelta_batch_stride + k * p.ddelta_dir_stride +
-                        d * p.ddelta_dim_stride;
-      const acc_t* A = static_cast<const acc_t*>(p.A) + k * p.A_dir_stride + d * p.A_dim_stride;
-      const acc_t D = p.D ? static_cast<const acc_t*>(p.D)[k * p.D_dir_stride + d] : acc_t(0);
-      const acc_t bias =
-          p.delta_bias ? static_cast<const acc_t*>(p.delta_bias)[k * p.delta_bias_dir_stride + d] : acc_t(0);
-      const index_t gB = k * p.n_groups_B + d / (dim / p.n_groups_B);
-      const index_t gC = k * p.n_groups_C + d / (dim / p.n_groups_C);
-      const input_t* Bk = static_cast<const input_t*>(p.B) + b * p.B_batch_stride + gB * p.B_group_stride;
-      const input_t* Ck = static_cast<const input_t*>(p.C) + b * p.C_batch_stride + gC * p.C_group_stride;
-      const acc_t* ckpt =
-          static_cast<const acc_t*>(p.ckpt) + ((static_cast<index_t>(b) * kNDirs + k) * dim + d) * p.n_chunks * n;
+      const auto seq = sequence_ptrs<input_t, acc_t, input_t>(p, b, k, d);
       const index_t part_base = (static_cast<index_t>(b) * kNDirs + k) * n_slabs + slab;
       acc_t* dB_part = static_cast<acc_t*>(p.dB_part) + part_base * n * L;
       acc_t* dC_part = static_cast<acc_t*>(p.dC_part) + part_base * n * L;
@@ -87,32 +71,32 @@ __global__ void __launch_bounds__(kNThreads) scan_bwd_kernel(const ScanCudaParam
         const int t0 = tile * kTile;
         acc_t u_v[kNItems], dt_v[kNItems], dy_v[kNItems];
         TileT::load2(
-            stage0, stage1, t0, L, [&](int t) { return to_acc(u[seq_to_pos(k, t, h, w, L)]); },
-            [&](int t) { return to_acc(delta[seq_to_pos(k, t, h, w, L)]); }, u_v, dt_v);
-        TileT::load(stage0, t0, L, acc_t(0), [&](int t) { return to_acc(dy[seq_to_pos(k, t, h, w, L)]); },
+            stage0, stage1, t0, L, [&](int t) { return to_acc(seq.u[seq_to_pos(k, t, h, w, L)]); },
+            [&](int t) { return to_acc(seq.delta[seq_to_pos(k, t, h, w, L)]); }, u_v, dt_v);
+        TileT::load(stage0, t0, L, acc_t(0), [&](int t) { return to_acc(seq.dy[seq_to_pos(k, t, h, w, L)]); },
                     dy_v);
 
         acc_t dtu_v[kNItems], dsoft_v[kNItems], du_v[kNItems], ddt_v[kNItems];
 #pragma unroll
         for (int i = 0; i < kNItems; ++i) {
           const bool valid = t0 + threadIdx.x * kNItems + i < L;
-          const acc_t raw = dt_v[i] + bias;
+          const acc_t raw = dt_v[i] + seq.bias;
           dsoft_v[i] = p.delta_softplus ? sigmoid(raw) : acc_t(1);
           const acc_t dt = p.delta_softplus ? softplus(raw) : raw;
           dt_v[i] = valid ? dt : acc_t(0);  // masked tail: identity step, no gradient
           dtu_v[i] = dt_v[i] * u_v[i];
-          du_v[i] = D * dy_v[i];
+          du_v[i] = seq.D * dy_v[i];
           ddt_v[i] = acc_t(0);
           dD_sum += dy_v[i] * u_v[i];  // zero beyond L (u and dy load as 0 there)
         }
 
         for (int s = 0; s < n; ++s) {
-          const acc_t A_s = A[s];
+          const acc_t A_s = seq.A[s];
           acc_t B_v[kNItems], C_v[kNItems];
           TileT::load2(
               stage0, stage1, t0, L,
-              [&](int t) { return to_acc(Bk[s * p.B_dstate_stride + seq_to_pos(k, t, h, w, L) * p.B_pos_stride]); },
-              [&](int t) { return to_acc(Ck[s * p.C_dstate_stride + seq_to_pos(k, t, h, w, L) * p.C_pos_stride]); },
+              [&](int t) { return to_acc(seq.B[s * p.B_dstate_stride + seq_to_pos(k, t, h, w, L) * p.B_pos_stride]); },
+              [&](int t) { return to_acc(seq.C[s * p.C_dstate_stride + seq_to_pos(k, t, h, w, L) * p.C_pos_stride]); },
               B_v, C_v);
 
           // 1. forward states x_t of this tile, from the checkpoint of the previous tile.
@@ -124,7 +108,7 @@ __global__ void __launch_bounds__(kNThreads) scan_bwd_kernel(const ScanCudaParam
             agg_b = a_v[i] * agg_b + x_v[i];
             agg_a = a_v[i] * agg_a;
           }
-          const acc_t x0 = tile > 0 ? ckpt[static_cast<index_t>(tile - 1) * n + s] : acc_t(0);
+          const acc_t x0 = tile > 0 ? seq.ckpt[static_cast<index_t>(tile - 1) * n + s] : acc_t(0);
           acc_t unused;
           acc_t x = ScanFwd::run(scan_storage, agg_a, agg_b, x0, unused);
           acc_t ax_v[kNItems];  // a_t * x_{t-1} = x_t - b_t
@@ -175,10 +159,10 @@ __global__ void __launch_bounds__(kNThreads) scan_bwd_kernel(const ScanCudaParam
           if (t0 + threadIdx.x * kNItems + i < L) dbias_sum += ddt_v[i];
         }
         TileT::store(stage0, t0, L, ddt_v,
-                     [&](int t, acc_t v) { store_as(ddelta + seq_to_pos(k, t, h, w, L), v); });
+                     [&](int t, acc_t v) { store_as(seq.ddelta + seq_to_pos(k, t, h, w, L), v); });
         // Merge du over the directions in the fixed order 0, 1, 2, 3 (as y in the forward).
         TileT::store(stage0, t0, L, du_v, [&](int t, acc_t v) {
-          merge_direction<kNDirs>(k, du, du_acc, seq_to_pos(k, t, h, w, L), v);
+          merge_direction<kNDirs>(k, seq.du, du_acc, seq_to_pos(k, t, h, w, L), v);
         });
       }
 

@@ -13,8 +13,9 @@ namespace grainseg {
 namespace cuda {
 
 // The CUDA kernels scan tiles of at most kMaxTile steps and save one checkpoint per tile, so the
-// checkpoint chunk must be exactly kMaxTile (grainseg/ops/_scan_autograd.py: CUDA_CHECKPOINT_CHUNK).
-constexpr int kMaxTile = 2048;
+// checkpoint chunk must be exactly kMaxTile: scan_params.h's kCudaCheckpointChunk, which grainseg._C
+// exports as cuda_checkpoint_chunk for grainseg/ops.
+constexpr int kMaxTile = kCudaCheckpointChunk;
 constexpr int kCheckpointChunk = kMaxTile;
 
 enum class ScanDtype { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2, kFloat64 = 3 };

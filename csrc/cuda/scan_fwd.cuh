@@ -37,22 +37,10 @@ __global__ void __launch_bounds__(kNThreads) scan_fwd_kernel(const ScanCudaParam
   const int b = blockIdx.x / dim, d = blockIdx.x % dim;
   const int n_tiles = (L + kTile - 1) / kTile;
 
-  const input_t* u = static_cast<const input_t*>(p.u) + b * p.u_batch_stride + d * p.u_dim_stride;
-  input_t* y = static_cast<input_t*>(p.y) + b * p.y_batch_stride + d * p.y_dim_stride;
   acc_t* y_acc = kNDirs > 1 ? static_cast<acc_t*>(p.y_acc) + static_cast<index_t>(blockIdx.x) * L : nullptr;
 
   for (int k = 0; k < kNDirs; ++k) {
-    const input_t* delta = static_cast<const input_t*>(p.delta) + b * p.delta_batch_stride +
-                           k * p.delta_dir_stride + d * p.delta_dim_stride;
-    const acc_t* A = static_cast<const acc_t*>(p.A) + k * p.A_dir_stride + d * p.A_dim_stride;
-    const acc_t D = p.D ? static_cast<const acc_t*>(p.D)[k * p.D_dir_stride + d] : acc_t(0);
-    const acc_t bias =
-        p.delta_bias ? static_cast<const acc_t*>(p.delta_bias)[k * p.delta_bias_dir_stride + d] : acc_t(0);
-    const index_t gB = k * p.n_groups_B + d / (dim / p.n_groups_B);
-    const index_t gC = k * p.n_groups_C + d / (dim / p.n_groups_C);
-    const input_t* Bk = static_cast<const input_t*>(p.B) + b * p.B_batch_stride + gB * p.B_group_stride;
-    const input_t* Ck = static_cast<const input_t*>(p.C) + b * p.C_batch_stride + gC * p.C_group_stride;
-    acc_t* ckpt = static_cast<acc_t*>(p.ckpt) + ((static_cast<index_t>(b) * kNDirs + k) * dim + d) * p.n_chunks * n;
+    const auto seq = sequence_ptrs<input_t, acc_t, input_t>(p, b, k, d);
 
     // Visible to every thread after the first barrier of the tile loads below.
     for (int s = threadIdx.x; s < n; s += kNThreads) carry[s] = acc_t(0);
@@ -61,28 +49,28 @@ __global__ void __launch_bounds__(kNThreads) scan_fwd_kernel(const ScanCudaParam
       const int t0 = tile * kTile;
       acc_t u_v[kNItems], dt_v[kNItems];
       TileT::load2(
-          stage0, stage1, t0, L, [&](int t) { return to_acc(u[seq_to_pos(k, t, h, w, L)]); },
-          [&](int t) { return to_acc(delta[seq_to_pos(k, t, h, w, L)]); }, u_v, dt_v);
+          stage0, stage1, t0, L, [&](int t) { return to_acc(seq.u[seq_to_pos(k, t, h, w, L)]); },
+          [&](int t) { return to_acc(seq.delta[seq_to_pos(k, t, h, w, L)]); }, u_v, dt_v);
 
       acc_t dtu_v[kNItems], y_v[kNItems];
 #pragma unroll
       for (int i = 0; i < kNItems; ++i) {
         const bool valid = t0 + threadIdx.x * kNItems + i < L;
-        acc_t dt = dt_v[i] + bias;
+        acc_t dt = dt_v[i] + seq.bias;
         if (p.delta_softplus) dt = softplus(dt);
         // Masked tail: dt = 0 makes the step the identity (exp(0) = 1, no input), whatever the bias.
         dt_v[i] = valid ? dt : acc_t(0);
         dtu_v[i] = dt_v[i] * u_v[i];
-        y_v[i] = D * u_v[i];
+        y_v[i] = seq.D * u_v[i];
       }
 
       for (int s = 0; s < n; ++s) {
-        const acc_t A_s = A[s];
+        const acc_t A_s = seq.A[s];
         acc_t B_v[kNItems], C_v[kNItems];
         TileT::load2(
             stage0, stage1, t0, L,
-            [&](int t) { return to_acc(Bk[s * p.B_dstate_stride + seq_to_pos(k, t, h, w, L) * p.B_pos_stride]); },
-            [&](int t) { return to_acc(Ck[s * p.C_dstate_stride + seq_to_pos(k, t, h, w, L) * p.C_pos_stride]); },
+            [&](int t) { return to_acc(seq.B[s * p.B_dstate_stride + seq_to_pos(k, t, h, w, L) * p.B_pos_stride]); },
+            [&](int t) { return to_acc(seq.C[s * p.C_dstate_stride + seq_to_pos(k, t, h, w, L) * p.C_pos_stride]); },
             B_v, C_v);
 
         acc_t a_v[kNItems], agg_a = acc_t(1), agg_b = acc_t(0);
@@ -97,7 +85,7 @@ __global__ void __launch_bounds__(kNThreads) scan_fwd_kernel(const ScanCudaParam
         acc_t x = Scan::run(scan_storage, agg_a, agg_b, carry[s], carry_out);
         if (threadIdx.x == 0) {  // every thread read carry[s] before Scan::run's first barrier
           carry[s] = carry_out;
-          ckpt[static_cast<index_t>(tile) * n + s] = carry_out;
+          seq.ckpt[static_cast<index_t>(tile) * n + s] = carry_out;
         }
 #pragma unroll
         for (int i = 0; i < kNItems; ++i) {
@@ -108,7 +96,7 @@ __global__ void __launch_bounds__(kNThreads) scan_fwd_kernel(const ScanCudaParam
 
       // Merge the directions: y_acc = y_0, += y_1, += y_2, then y = y_acc + y_3 (fixed order).
       TileT::store(stage0, t0, L, y_v, [&](int t, acc_t v) {
-        merge_direction<kNDirs>(k, y, y_acc, seq_to_pos(k, t, h, w, L), v);
+        merge_direction<kNDirs>(k, seq.y, y_acc, seq_to_pos(k, t, h, w, L), v);
       });
     }
   }

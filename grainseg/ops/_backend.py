@@ -30,7 +30,12 @@ except ImportError as exc:  # pragma: no cover - depends on how the package was 
 _HAS_CUDA = _C is not None and bool(_C.has_cuda())
 
 __all__ = ["backend", "use_backend", "extension", "extension_has_cuda", "BACKEND_CHOICES", "cpu_capability",
-           "cpu_capabilities", "use_cpu_capability"]
+           "cpu_capabilities", "use_cpu_capability", "kernel_limit"]
+
+#: The kernels' limits (csrc/scan_params.h) for a pure-Python install, which has no grainseg._C to read them
+#: from: there only ``max_d_state`` matters (the ops and layers cap d_state as the kernels do, so a model
+#: built anywhere runs on them).  tests/ops checks that these equal the extension's.
+LIMITS_WITHOUT_EXTENSION = {"max_d_state": 256, "cpu_checkpoint_chunk": 64, "cuda_checkpoint_chunk": 2048}
 
 #: Values accepted by ``GRAINSEG_BACKEND`` and :func:`use_backend`.
 BACKEND_CHOICES = ("auto", "reference", "extension")
@@ -42,6 +47,15 @@ _warned_missing = False
 def extension():
     """The compiled module ``grainseg._C``, or ``None`` for a pure-Python install."""
     return _C
+
+
+def kernel_limit(name: str) -> int:
+    """A limit of the compiled kernels as ``grainseg._C`` exports it: ``max_d_state`` (largest state size n),
+    ``cpu_checkpoint_chunk`` (steps per saved state the ops ask of the CPU kernels) or
+    ``cuda_checkpoint_chunk`` (the CUDA kernels' tile, their only chunk)."""
+    if name not in LIMITS_WITHOUT_EXTENSION:
+        raise ValueError(f"kernel_limit: name must be one of {tuple(LIMITS_WITHOUT_EXTENSION)}, got {name!r}")
+    return int(getattr(_C, name)) if _C is not None else LIMITS_WITHOUT_EXTENSION[name]
 
 
 def extension_has_cuda() -> bool:

@@ -6,8 +6,10 @@ from typing import Dict, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-#: Largest state size the kernels support (per-thread state lives in registers / stack).
-MAX_D_STATE = 256
+from ._backend import kernel_limit
+
+#: Largest state size the kernels support (per-thread state lives in registers / stack), from grainseg._C.
+MAX_D_STATE = kernel_limit("max_d_state")
 
 Dim = Union[int, str]
 

@@ -3,68 +3,24 @@ from __future__ import annotations
 
 from typing import Optional, Tuple, Union
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from . import _backend
 from ._checks import check_selective_scan_args
-from ._scan_autograd import checkpoint_chunk, fake_ckpt, fake_grads, register_scan_autograd
+from ._scan_autograd import checkpoint_chunk, define_scan_op
 from .reference import compute_dtype, selective_scan_ref
 
 __all__ = ["selective_scan"]
 
 
-@torch.library.custom_op("grainseg::selective_scan_fwd", mutates_args=())
-def _selective_scan_fwd(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Optional[Tensor],
-    delta_bias: Optional[Tensor],
-    delta_softplus: bool,
-    chunk: int,
-) -> Tuple[Tensor, Tensor]:
-    y, ckpt = _backend.extension().selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk)
-    return y, ckpt
-
-
-@_selective_scan_fwd.register_fake
-def _(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk):
+def _layout(u: Tensor):
+    """ckpt (batch, dim, n_chunks, n) over L steps; D and delta_bias (dim,)."""
     batch, dim, L = u.shape
-    return torch.empty_like(u, memory_format=torch.contiguous_format), fake_ckpt(
-        u, (batch, dim), L, A.shape[-1], chunk
-    )
+    return (batch, dim), L, (dim,)
 
 
-@torch.library.custom_op("grainseg::selective_scan_bwd", mutates_args=())
-def _selective_scan_bwd(
-    dy: Tensor,
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Optional[Tensor],
-    delta_bias: Optional[Tensor],
-    delta_softplus: bool,
-    ckpt: Tensor,
-    chunk: int,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    grads = _backend.extension().selective_scan_bwd(
-        dy, u, delta, A, B, C, D, delta_bias, delta_softplus, ckpt, chunk
-    )
-    return tuple(grads)
-
-
-@_selective_scan_bwd.register_fake
-def _(dy, u, delta, A, B, C, D, delta_bias, delta_softplus, ckpt, chunk):
-    return fake_grads(u, delta, A, B, C, D, delta_bias, (u.shape[1],))
-
-
-register_scan_autograd(_selective_scan_fwd, _selective_scan_bwd)
+_selective_scan_fwd = define_scan_op("selective_scan", "selective_scan", _layout)
 
 
 def selective_scan(

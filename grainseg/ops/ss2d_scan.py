@@ -1,67 +1,25 @@
 """``ss2d_scan``: the fused four-direction SS2D selective scan, as a ``torch.library`` custom op."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional
 
-import torch
 from torch import Tensor
 
 from . import _backend
 from ._checks import check_ss2d_args
-from ._scan_autograd import checkpoint_chunk, fake_ckpt, fake_grads, register_scan_autograd
+from ._scan_autograd import checkpoint_chunk, define_scan_op
 from .reference import NUM_DIRECTIONS, ss2d_scan_ref
 
 __all__ = ["ss2d_scan"]
 
 
-@torch.library.custom_op("grainseg::ss2d_scan_fwd", mutates_args=())
-def _ss2d_scan_fwd(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Optional[Tensor],
-    delta_bias: Optional[Tensor],
-    delta_softplus: bool,
-    chunk: int,
-) -> Tuple[Tensor, Tensor]:
-    y, ckpt = _backend.extension().ss2d_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk)
-    return y, ckpt
-
-
-@_ss2d_scan_fwd.register_fake
-def _(u, delta, A, B, C, D, delta_bias, delta_softplus, chunk):
+def _layout(u: Tensor):
+    """ckpt (b, 4, c, n_chunks, n) over the h * w positions; D and delta_bias (4, c)."""
     b, c, h, w = u.shape
-    return torch.empty_like(u, memory_format=torch.contiguous_format), fake_ckpt(
-        u, (b, NUM_DIRECTIONS, c), h * w, A.shape[-1], chunk
-    )
+    return (b, NUM_DIRECTIONS, c), h * w, (NUM_DIRECTIONS, c)
 
 
-@torch.library.custom_op("grainseg::ss2d_scan_bwd", mutates_args=())
-def _ss2d_scan_bwd(
-    dy: Tensor,
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Optional[Tensor],
-    delta_bias: Optional[Tensor],
-    delta_softplus: bool,
-    ckpt: Tensor,
-    chunk: int,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    grads = _backend.extension().ss2d_bwd(dy, u, delta, A, B, C, D, delta_bias, delta_softplus, ckpt, chunk)
-    return tuple(grads)
-
-
-@_ss2d_scan_bwd.register_fake
-def _(dy, u, delta, A, B, C, D, delta_bias, delta_softplus, ckpt, chunk):
-    return fake_grads(u, delta, A, B, C, D, delta_bias, (NUM_DIRECTIONS, u.shape[1]))
-
-
-register_scan_autograd(_ss2d_scan_fwd, _ss2d_scan_bwd)
+_ss2d_scan_fwd = define_scan_op("ss2d_scan", "ss2d", _layout)
 
 
 def ss2d_scan(

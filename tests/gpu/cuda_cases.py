@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from grainseg.ops import reference
+from grainseg.ops._checks import MAX_D_STATE  # noqa: F401 (re-exported for the test modules)
+from grainseg.ops._scan_autograd import CUDA_CHECKPOINT_CHUNK
 
 #: mamba-ssm's tolerances (rtol, atol) for the output; float64 is for exactness checks.
 TOLERANCES: Dict[torch.dtype, Tuple[float, float]] = {
@@ -25,8 +27,8 @@ TOLERANCES: Dict[torch.dtype, Tuple[float, float]] = {
 #: (h, w) of the foundation issue and the VM-UNet stage shapes at 256 x 256 (channels, h, w).
 FOUNDATION_HW = [(1, 1), (1, 7), (5, 3), (16, 16), (13, 64)]
 VMUNET_STAGES = [(192, 64, 64), (384, 32, 32), (768, 16, 16), (1536, 8, 8)]
-#: The CUDA kernels' checkpoint chunk (grainseg/ops/_scan_autograd.py: CUDA_CHECKPOINT_CHUNK).
-CUDA_CHUNK = 2048
+#: The CUDA kernels' checkpoint chunk (their tile; grainseg._C.cuda_checkpoint_chunk).
+CUDA_CHUNK = CUDA_CHECKPOINT_CHUNK
 
 INPUT_NAMES = ("u", "delta", "A", "B", "C", "D", "delta_bias")
 

@@ -20,7 +20,8 @@ def _cuda_include() -> Path:
 
 def _sources_hash() -> str:
     files = sorted(CSRC.rglob("*.cu")) + sorted(CSRC.rglob("*.cuh")) + sorted(CSRC.rglob("*_cuda.cpp"))
-    files += [CSRC / "scan_params.h", CSRC / "scan_params_torch.h", CSRC / "scan_cuda_api.h"] + sorted(EMU.iterdir())
+    files += [CSRC / "scan_params.h", CSRC / "scan_params_torch.h", CSRC / "scan_cuda_api.h", CSRC / "scan_ops.h"]
+    files += sorted(EMU.iterdir())
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(REPO)).encode())

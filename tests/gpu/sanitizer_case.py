@@ -42,8 +42,9 @@ for dtype in (torch.float32, torch.bfloat16):
     B = torch.randn(1, 2, 8, L, device=dev, dtype=dtype, requires_grad=True)
     C = torch.randn(1, 4, 8, L, device=dev, dtype=dtype, requires_grad=True)
     ops.selective_scan(u, delta, A, B, C, delta_softplus=True).float().sum().backward()
-x = [torch.randn(s, device=dev, dtype=torch.float64) for s in ((1, 1, 3, 5), (1, 4, 1, 3, 5), (4, 1, 256),
-                                                            (1, 4, 256, 3, 5), (1, 4, 256, 3, 5))]
+n = ops.extension().max_d_state  # the largest state: the > 48 KiB shared-memory path
+x = [torch.randn(s, device=dev, dtype=torch.float64) for s in ((1, 1, 3, 5), (1, 4, 1, 3, 5), (4, 1, n),
+                                                            (1, 4, n, 3, 5), (1, 4, n, 3, 5))]
 x[2] = -x[2].abs()
 x = [t.requires_grad_() for t in x]
 ops.ss2d_scan(*x).sum().backward()

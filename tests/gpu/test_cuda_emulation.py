@@ -163,7 +163,7 @@ def test_backward_with_several_channels_per_block(emu, monkeypatch, slabs):
 
 def test_binding_rejects_a_chunk_other_than_the_tile(emu):
     inputs = ss2d_inputs(1, 1, 2, 2, 1, torch.float32)
-    with pytest.raises(ValueError, match="chunk == 2048"):
+    with pytest.raises(ValueError, match=f"chunk == {CUDA_CHUNK}"):
         emu.ss2d_fwd(*[inputs[k] for k in INPUT_NAMES], True, 64)
 
 

@@ -12,7 +12,9 @@ import torch
 
 import grainseg.ops as ops
 from tests.gpu.cuda_cases import (
+    CUDA_CHUNK,
     FOUNDATION_HW,
+    MAX_D_STATE,
     INPUT_NAMES,
     TOLERANCES,
     VMUNET_STAGES,
@@ -73,7 +75,7 @@ def test_ss2d_without_D_and_bias_and_multi_tile():
     check_ss2d(2, 5, 50, 47, 8, torch.float32, with_D=False, with_bias=False)  # 2350 steps: two tiles
 
 
-@pytest.mark.parametrize("L", [1, 8, 128, 372, 1024, 2048, 2049, 4096, 5000])
+@pytest.mark.parametrize("L", [1, 8, 128, 372, 1024, CUDA_CHUNK, CUDA_CHUNK + 1, 2 * CUDA_CHUNK, 5000])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_selective_scan_like_mamba(L, dtype):
     """The mamba-compatible op through the public API: grouped or 3-D B / C, z gate, last state."""
@@ -154,4 +156,4 @@ def test_small_backward_buffer_budget(monkeypatch, budget):
 
 
 def test_largest_state_uses_the_big_shared_memory_path():
-    check_ss2d(1, 2, 40, 60, 256, torch.float64, seed=10)  # 2400 steps, n = 256, > 48 KiB shared memory
+    check_ss2d(1, 2, 40, 60, MAX_D_STATE, torch.float64, seed=10)  # 2400 steps, n = 256, > 48 KiB shared memory

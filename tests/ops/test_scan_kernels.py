@@ -11,6 +11,7 @@ import grainseg.ops as ops
 from grainseg.ops import reference, selective_scan, ss2d_scan, use_backend
 
 pytestmark = pytest.mark.skipif(ops.extension() is None, reason="grainseg._C is not built")
+MAX_D_STATE = ops.extension().max_d_state if ops.extension() is not None else None
 
 TOL = {torch.float64: 1e-9, torch.float32: 2e-4, torch.bfloat16: 5e-2}
 
@@ -279,7 +280,7 @@ def test_positive_A_is_allowed():
 
 
 def test_large_state_size():
-    args = ss2d_inputs(1, 2, 2, 3, 256, torch.float64)
+    args = ss2d_inputs(1, 2, 2, 3, MAX_D_STATE, torch.float64)
     check_against_reference(ss2d_scan, args, torch.float64, delta_softplus=True)
 
 
@@ -302,8 +303,8 @@ def _raw_args(**override):
         (dict(C=torch.randn(1, 4, 4, 4, 3)), "'C' must have shape"),
         (dict(D=torch.randn(2)), "'D' must have shape"),
         (dict(delta_bias=torch.randn(4, 3)), "'delta_bias' must have shape"),
-        (dict(A=-torch.rand(4, 2, 257), B=torch.randn(1, 4, 257, 3, 4), C=torch.randn(1, 4, 257, 3, 4)),
-         "state size N"),
+        (dict(A=-torch.rand(4, 2, MAX_D_STATE + 1), B=torch.randn(1, 4, MAX_D_STATE + 1, 3, 4),
+              C=torch.randn(1, 4, MAX_D_STATE + 1, 3, 4)), "state size N"),
         (dict(u=torch.ones(1, 2, 3, 4, dtype=torch.int64)), "'u' must be a"),
         (dict(B=torch.ones(1, 4, 4, 3, 4, dtype=torch.int32)), "'B' must be a"),
         (dict(C=torch.randn(1, 4, 4, 3, 4, device="meta")), "one device"),
@@ -340,6 +341,19 @@ def test_binding_rejects_bad_backward_and_chunk():
     meta[3] = torch.randn(1, 1, 2, 5, device="meta")
     with pytest.raises(ValueError, match="no kernels for device meta"):
         C_.selective_scan_fwd(*meta, False, 64)
+
+
+def test_kernel_limits_come_from_the_extension():
+    """grainseg.ops reads the state-size cap and the checkpoint chunks from grainseg._C, and the values a
+    pure-Python install falls back on are the same."""
+    from grainseg.ops import _backend, _checks, _scan_autograd
+
+    C_ = ops.extension()
+    assert (_checks.MAX_D_STATE, _scan_autograd.CPU_CHECKPOINT_CHUNK, _scan_autograd.CUDA_CHECKPOINT_CHUNK) == (
+        C_.max_d_state, C_.cpu_checkpoint_chunk, C_.cuda_checkpoint_chunk)
+    assert {name: getattr(C_, name) for name in _backend.LIMITS_WITHOUT_EXTENSION} == _backend.LIMITS_WITHOUT_EXTENSION
+    with pytest.raises(ValueError, match="kernel_limit: name must be one of"):
+        _backend.kernel_limit("chunk")
 
 
 # -------------------------------------------------------------------------------- backend switch
