@@ -428,8 +428,11 @@ def main() -> None:
                 entry.update(evaluate_point(point, str(run / "train" / "best")))
             record["points"][pid] = entry
             write_json(out, record)
-            print(f"   {pid}: Dice {entry['dice']:.4f} BF1 {entry['boundary_f1']:.3f} |dG| plan "
-                  f"{entry['abs_dG_planimetric']:.3f} int {entry['abs_dG_intercept']:.3f} grains "
+            def g(key: str, spec: str = ".3f") -> str:
+                return "n/a" if entry.get(key) is None else format(entry[key], spec)
+
+            print(f"   {pid}: Dice {g('dice', '.4f')} BF1 {g('boundary_f1')} |dG| plan "
+                  f"{g('abs_dG_planimetric')} int {g('abs_dG_intercept')} grains "
                   f"{entry['grains_pred']}/{entry['grains_true']}; train {entry['train_cpu_s']:.0f} s CPU "
                   f"({entry['train_wall_s']:.0f} s wall, {entry['steps']} steps, {entry['epochs']} epochs), eval "
                   f"{entry['eval_cpu_s']:.0f} s CPU ({entry['eval_wall_s']:.0f} s wall)", flush=True)
