@@ -633,8 +633,13 @@ def _memory_table(rows: List[Dict[str, object]]) -> List[str]:
     return lines
 
 
-def write_json(path: Path, result: Dict[str, object]) -> None:
-    path.write_text(json.dumps(result, indent=1) + "\n")
+def write_json(path: Path, result: Dict[str, object], indent: int = 1) -> None:
+    """Write a results JSON (values JSON cannot hold, such as paths, as their str) through a temporary
+    file, so that a run stopped mid-write keeps the previous complete file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=indent, default=str) + "\n")
+    tmp.replace(path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

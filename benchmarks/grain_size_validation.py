@@ -10,7 +10,6 @@ linked into a temporary images/ + masks/ folder and read with polarity "boundary
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_scan import machine_info  # noqa: E402  (CPU model, flags, torch, commit, date)
+from bench_scan import machine_info, write_json  # noqa: E402  (CPU model, flags, torch, commit, date)
 
 SHARED = Path(os.environ.get("GRAINSEG_SHARED", HERE.parents[1] / "shared"))
 
@@ -34,7 +33,7 @@ def summary_text(s: dict) -> str:
 
 def write_record(path, record: dict) -> None:
     """Write the results JSON (again after every step, so an interrupted run keeps what it measured)."""
-    Path(path).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_json(Path(path), record, indent=2)
     print(f"-> {path}", flush=True)
 
 

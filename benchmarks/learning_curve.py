@@ -51,7 +51,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))  # the package of this checkout (or snapshot), not another installed copy
-from bench_scan import machine_info  # noqa: E402
+from bench_scan import machine_info, write_json  # noqa: E402
 
 SHARED = Path(os.environ.get("GRAINSEG_SHARED", ROOT.parent / "shared"))
 EXONE = SHARED / "data" / "exone316l"
@@ -284,12 +284,6 @@ def all_grain_dice() -> Dict[str, float]:
     return out
 
 
-def write_json(path: Path, record: Dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
 def plot(record: Dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -427,7 +421,7 @@ def main() -> None:
                 entry = {**point, **timing}
                 entry.update(evaluate_point(point, str(run / "train" / "best")))
             record["points"][pid] = entry
-            write_json(out, record)
+            write_json(out, record, indent=2)
             def g(key: str, spec: str = ".3f") -> str:
                 return "n/a" if entry.get(key) is None else format(entry[key], spec)
 
@@ -437,7 +431,7 @@ def main() -> None:
                   f"({entry['train_wall_s']:.0f} s wall, {entry['steps']} steps, {entry['epochs']} epochs), eval "
                   f"{entry['eval_cpu_s']:.0f} s CPU ({entry['eval_wall_s']:.0f} s wall)", flush=True)
             plot(record, Path(args.plot))
-    write_json(out, record)
+    write_json(out, record, indent=2)
     plot(record, Path(args.plot))
     print(f"-> {out}, {args.plot}", flush=True)
 

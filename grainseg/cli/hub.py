@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 from grainseg.models.loading import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, read_config
 
-__all__ = ["add_parser", "run", "check_folder", "push_folder"]
+__all__ = ["add_parser", "run", "check_repo_id", "check_folder", "push_folder"]
 
 #: The files a Hub-ready grainseg folder holds (as ``save_pretrained`` writes them).
 HUB_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
@@ -41,6 +41,12 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     push.add_argument("--dry-run", action="store_true", help="check the folder and print the plan; upload nothing")
     p.set_defaults(func=run)
     return p
+
+
+def check_repo_id(repo_id: str) -> None:
+    """ValueError unless ``repo_id`` is a Hub model repository name, owner/name."""
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
+        raise ValueError(f"REPO_ID must be 'owner/name' (letters, digits, '.', '_', '-'), got {repo_id!r}")
 
 
 def check_folder(folder: Path) -> Dict[str, Any]:
@@ -72,8 +78,7 @@ def push_folder(folder: Path, repo_id: str, *, revision: Optional[str] = None, m
                 private: bool = False, create: bool = True, create_pr: bool = False,
                 token: Optional[str] = None) -> Dict[str, Any]:
     """Check ``folder`` and upload its Hub files to ``repo_id`` in one commit; returns {commit, url, ...}."""
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id):
-        raise ValueError(f"REPO_ID must be 'owner/name' (letters, digits, '.', '_', '-'), got {repo_id!r}")
+    check_repo_id(repo_id)
     info = check_folder(Path(folder))
     try:
         from huggingface_hub import HfApi
@@ -98,8 +103,7 @@ def run(args: argparse.Namespace) -> int:
     """Check, then upload (or print the plan with --dry-run)."""
     folder = Path(args.folder)
     if args.dry_run:
-        if not _REPO_ID.match(args.repo_id):
-            raise ValueError(f"REPO_ID must be 'owner/name' (letters, digits, '.', '_', '-'), got {args.repo_id!r}")
+        check_repo_id(args.repo_id)
         info = check_folder(folder)
         files: List[str] = info["files"]
         print(f"would upload {', '.join(files)} ({_human(info['bytes'])}, {info['architecture']}, "

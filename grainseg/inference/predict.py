@@ -27,6 +27,7 @@ from grainseg.data.preprocessing import normalize_preprocessing, scaled_size
 from grainseg.grains.report import GrainReport
 
 from .tiling import sliding_window
+from .tta import TTA, resolve_tta
 
 __all__ = ["DEFAULT_MODEL", "predict_proba", "analyze", "load_model", "scaled_size"]
 
@@ -87,8 +88,6 @@ def predict_proba(
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch nn.Module (e.g. from grainseg.from_pretrained), got {type(model).__name__}")
-    from .tta import TTA, resolve_tta
-
     tta_name = resolve_tta(tta)
     arr, source = _load_image(image)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -199,8 +198,9 @@ def analyze(
     ``sigma``, ``min_core_frac``, ``min_grain_area``, ``watershed``: how grains are found in the
     probability (:func:`grainseg.grains.instances.segment_grains`; the default floods the boundary
     probability from high-probability cores, which closes boundary gaps).  ``progress``: as for
-    :func:`predict_proba`, and ``tta`` (recorded in the report's model record).  ``model_info``: what the report records about the model (default: the
-    ``info`` of :func:`load_model`, or the name of a model instance).
+    :func:`predict_proba`, and ``tta`` (recorded in the report's model record).  ``model_info``: what
+    the report records about the model (default: the ``info`` of :func:`load_model`, or the name of a
+    model instance).
     """
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
         raise ValueError(f"scale must be a positive number of micrometres per pixel, got {scale!r}")
@@ -211,10 +211,9 @@ def analyze(
         model, info = load_model(model, device=device)
     if model_info is not None:
         info = model_info
-    from .tta import resolve_tta
-
-    if resolve_tta(tta) != "none":
-        info = {**info, "tta": resolve_tta(tta)}
+    tta_name = resolve_tta(tta)
+    if tta_name != "none":
+        info = {**info, "tta": tta_name}
     arr, source = _load_image(image)
     prob = predict_proba(model, arr, overlap=overlap, batch_size=batch_size, device=device, amp=amp,
                          progress=progress, tta=tta)

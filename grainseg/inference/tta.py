@@ -64,6 +64,8 @@ class TTA(nn.Module):
         self.transforms = list(TRANSFORMS[self.name] if isinstance(transforms, (str, bool)) else transforms)
         if not self.transforms:
             raise ValueError("transforms must hold at least one (forward, inverse) pair")
+        probe = torch.zeros(1, 1, 1, 2)  # the transforms without a 90-degree rotation keep its shape
+        self.flips = [t for t in self.transforms if t[0](probe).shape == probe.shape]
         self.eps = eps
         for attr in ("preprocessing", "in_chans", "num_classes"):
             if hasattr(model, attr):
@@ -72,10 +74,8 @@ class TTA(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
             raise ValueError(f"TTA input must be (N, C, H, W), got shape {tuple(x.shape)}")
-        transforms = self.transforms
-        if x.shape[-1] != x.shape[-2]:  # a 90-degree rotation would change the shape: keep the flips only
-            probe = torch.zeros(1, 1, 1, 2)
-            transforms = [t for t in transforms if t[0](probe).shape == probe.shape]
+        # a 90-degree rotation would change a non-square input's shape: keep the flips only
+        transforms = self.transforms if x.shape[-1] == x.shape[-2] else self.flips
         acc = None
         for fwd, inv in transforms:
             logits = inv(self.model(fwd(x))).float()
