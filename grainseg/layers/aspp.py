@@ -40,6 +40,10 @@ class EnhancedASPP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
+        if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+            # oneDNN in torch's CPU build (2.13, AVX-512) segfaults in the bfloat16 weight gradient of a
+            # dilated conv on a channels-last input (VM-UNet hands this head a permuted view); fp32 is fine
+            x = x.contiguous()
         branches = [F.silu(self.bn1(self.conv1(x)))]
         branches += [F.silu(bn(conv(x))) for conv, bn in zip(self.convs, self.bns)]
         pooled = self.conv_pool(F.adaptive_avg_pool2d(x, 1))

@@ -85,3 +85,26 @@ def test_enhanced_aspp_pool_branch_is_constant_per_image():
 def test_enhanced_aspp_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         EnhancedASPP(**kwargs)
+
+
+def test_aspp_bfloat16_backward_on_a_channels_last_input_does_not_crash():
+    # torch 2.13's oneDNN segfaults in the bf16 weight gradient of a dilated conv on a channels-last CPU
+    # input (the permuted map VM-UNet hands the head); EnhancedASPP makes such input contiguous.  Run in a
+    # child process: without the guard the crash would take the test session with it.
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from grainseg.layers import EnhancedASPP\n"
+        "torch.manual_seed(0)\n"
+        "m = EnhancedASPP(24, 24, rates=(3,))\n"
+        "x = torch.randn(1, 64, 64, 24).permute(0, 3, 1, 2).requires_grad_()\n"
+        "with torch.autocast('cpu', dtype=torch.bfloat16):\n"
+        "    y = m(x)\n"
+        "y.float().sum().backward()\n"
+        "assert torch.isfinite(m.convs[0].weight.grad).all() and x.grad.shape == x.shape\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "ok" in run.stdout, (run.returncode, run.stderr[-2000:])

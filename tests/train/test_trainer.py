@@ -100,7 +100,48 @@ def test_bad_config_raises(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="lr"):
         train(_cfg(tiny_data, tmp_path / "x", lr=-1.0))
     with pytest.raises(ValueError, match="amp"):
-        train(_cfg(tiny_data, tmp_path / "x", amp="on"), model=tiny_model())
+        train(_cfg(tiny_data, tmp_path / "x", amp="fast"), model=tiny_model())
+
+
+def test_bfloat16_autocast_on_the_cpu_is_opt_in(tiny_data, tmp_path):
+    assert trainer_mod.amp_setting("auto", torch.device("cpu")) == (False, torch.bfloat16)
+    assert trainer_mod.amp_setting("on", torch.device("cpu")) == (True, torch.bfloat16)
+    assert trainer_mod.amp_setting("auto", torch.device("cuda")) == (True, torch.float16)
+    out = tmp_path / "bf16"
+    summary = train(_cfg(tiny_data, out, amp="on"), model=tiny_model())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["amp"] == "bfloat16" and summary["epochs_run"] == 1
+    assert all(torch.isfinite(v).all() for v in _weights(out).values())
+    fp32 = json.loads((_run_metrics(tiny_data, tmp_path / "fp32")).read_text())
+    assert fp32["amp"] is False
+
+
+def _run_metrics(tiny_data, out):
+    train(_cfg(tiny_data, out), model=tiny_model())
+    return out / "metrics.json"
+
+
+def test_fused_adam_is_the_default_and_matches_the_loop(tiny_data, tmp_path):
+    fused = train(_cfg(tiny_data, tmp_path / "fused"), model=tiny_model())
+    loop = train(_cfg(tiny_data, tmp_path / "loop", fused_adam=False), model=tiny_model())
+    assert fused["epochs_run"] == loop["epochs_run"] == 1
+    a, b = _weights(tmp_path / "fused"), _weights(tmp_path / "loop")
+    moved = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert 0 < moved < 1e-5  # the same update up to float rounding, not the same bits
+    rec = json.loads((tmp_path / "fused" / "metrics.json").read_text())["config"]
+    assert rec["fused_adam"] is True
+
+
+def test_resume_of_a_checkpoint_from_before_fused_adam_keeps_the_loop(tiny_data, tmp_path, capsys):
+    out = tmp_path / "old"
+    train(_cfg(tiny_data, out, epochs=1, fused_adam=False), model=tiny_model())
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    del ckpt["config"]["fused_adam"]  # as written before the field existed
+    torch.save(ckpt, out / "checkpoint.pt")
+    train(_cfg(tiny_data, out, epochs=2, resume=True), model=tiny_model())
+    assert "predates fused Adam" in capsys.readouterr().out
+    rec = json.loads((out / "metrics.json").read_text())["config"]
+    assert rec["fused_adam"] is False
 
 
 def test_ddp_two_gloo_processes(tiny_data, tmp_path):
