@@ -77,9 +77,11 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="split name in DATA/splits.json; 'none' uses all images (with --val-fraction, a held-out "
                         "part validates); 'auto' the splits.json's only split if it exists, else 'none'")
     p.add_argument("--splits-file", default=None, help="splits.json to use instead of DATA/splits.json")
-    p.add_argument("--val-fraction", type=float, default=d.get("val_fraction"),
+    p.add_argument("--val-fraction", type=float, default=None,
                    help="without a split: hold out this fraction of the images (at least 1) for validation"
-                        + (" (default 0.2)" if finetune else " (default: validate on the training images)"))
+                        + (" (default 0.2 when --split is auto and finds no splits.json, or none)" if finetune
+                           else " (default: validate on the training images)"))
+    p.set_defaults(default_val_fraction=d.get("val_fraction"))
     p.add_argument("--split-seed", type=int, default=0, help="seed of the --val-fraction hold-out")
     p.add_argument("--out", required=True, help="run directory (best/, metrics.json, checkpoint.pt)")
     p.add_argument("--epochs", type=int, default=d.get("epochs", 20))
@@ -135,6 +137,14 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     return p
 
 
+def _val_fraction(args: argparse.Namespace):
+    """--val-fraction, else finetune's default hold-out, which applies only where no named split is asked
+    for (an explicit --split brings its own val list)."""
+    if args.val_fraction is not None or args.default_val_fraction is None:
+        return args.val_fraction
+    return args.default_val_fraction if str(args.split).lower() in ("auto", "none") else None
+
+
 def run(args: argparse.Namespace) -> int:
     from grainseg.train.trainer import TrainConfig, train
 
@@ -147,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers, checkpoint_every=args.checkpoint_every, resume=args.resume,
         polarity=args.polarity, threshold=args.threshold, model_kwargs=args.model_kwargs,
         progress=not args.no_progress, init=args.init, freeze_encoder_epochs=args.freeze_encoder_epochs,
-        val_fraction=args.val_fraction, split_seed=args.split_seed, augment_extra=args.augment_extra,
+        val_fraction=_val_fraction(args), split_seed=args.split_seed, augment_extra=args.augment_extra,
         select_on=args.select_on, fused_adam=not args.loop_adam,
     )
     summary = train(cfg)

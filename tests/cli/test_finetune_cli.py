@@ -9,17 +9,27 @@ from tests.helpers.benchmarks import load_benchmark
 from tests.helpers.tinydata import write_tiny_folders
 
 from grainseg.cli import build_parser, main
-from grainseg.cli.train import DEFAULT_INIT
+from grainseg.cli.train import DEFAULT_INIT, _val_fraction
 
 
 def test_finetune_defaults_are_the_small_data_ones():
     args = build_parser().parse_args(["finetune", "--data", "d", "--out", "o"])
-    assert args.init == DEFAULT_INIT and args.split == "auto" and args.val_fraction == 0.2
+    assert args.init == DEFAULT_INIT and args.split == "auto" and _val_fraction(args) == 0.2
     assert args.schedule == "cosine" and args.lr == 1e-4 and args.freeze_encoder_epochs == 2
     assert args.crop_size == [128, 128] and args.augment_extra == "" and args.max_pixels is None
     plain = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
     assert plain.init is None and plain.split == "paper" and plain.freeze_encoder_epochs == 0
-    assert plain.val_fraction is None and plain.model is None
+    assert _val_fraction(plain) is None and plain.model is None
+
+
+def test_finetune_with_a_named_split_uses_its_val_list_not_the_default_hold_out():
+    named = build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--split", "grouped"])
+    assert _val_fraction(named) is None  # was: 0.2, which the trainer refused next to a named split
+    none = build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--split", "none"])
+    assert _val_fraction(none) == 0.2
+    asked = build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--split", "grouped",
+                                       "--val-fraction", "0.3"])
+    assert _val_fraction(asked) == 0.3  # asked for explicitly: the trainer's clear error stays
 
 
 def test_finetune_the_bundled_default_on_a_folder(tmp_path, capsys):
