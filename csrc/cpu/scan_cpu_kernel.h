@@ -81,6 +81,51 @@ inline std::vector<index_t> direction_positions(const ScanParams& P) {
   return pos;
 }
 
+// The position step of every (direction, chunk) whose positions advance by a constant step (row-major
+// directions: +1 or -1; a column-major chunk within one column: +-width), else 0; (n_dirs, n_chunks).
+// The per-chunk gathers and scatters then address u, delta, dy, du, ddelta and y by p0 + s * step
+// (contiguous, vectorised loops for +-1) instead of through the position table.
+inline std::vector<index_t> chunk_steps(const ScanParams& P, const std::vector<index_t>& positions) {
+  const index_t L = P.seqlen, T = P.chunk, nc = (L + T - 1) / T;
+  std::vector<index_t> steps(static_cast<size_t>(P.n_dirs * nc), 0);
+  for (index_t k = 0; k < P.n_dirs; ++k)
+    for (index_t c = 0; c < nc; ++c) {
+      const index_t* pos = positions.data() + k * L + c * T;
+      const index_t len = std::min(T, L - c * T), step = len > 1 ? pos[1] - pos[0] : 1;
+      bool ok = step != 0;
+      for (index_t s = 1; ok && s < len; ++s) ok = pos[s] - pos[s - 1] == step;
+      steps[k * nc + c] = ok ? step : 0;
+    }
+  return steps;
+}
+
+// The positions of one chunk's steps, s -> position: a run of step +1, of step -1, of another constant
+// step, or the table.  with_chunk_positions calls f with the one that applies, so that each loop over
+// a chunk compiles once per kind (the +-1 kinds vectorise).
+struct UnitRun {
+  index_t p0;
+  index_t operator()(index_t s) const { return p0 + s; }
+};
+struct ReverseRun {
+  index_t p0;
+  index_t operator()(index_t s) const { return p0 - s; }
+};
+struct StrideRun {
+  index_t p0, step;
+  index_t operator()(index_t s) const { return p0 + s * step; }
+};
+struct TableRun {
+  const index_t* pos;
+  index_t operator()(index_t s) const { return pos[s]; }
+};
+template <typename F>
+inline void with_chunk_positions(const index_t* pos, index_t step, const F& f) {
+  if (step == 1) return f(UnitRun{pos[0]});
+  if (step == -1) return f(ReverseRun{pos[0]});
+  if (step != 0) return f(StrideRun{pos[0], step});
+  return f(TableRun{pos});
+}
+
 // Steps per tile of the relayout loops (step_order_rows, the dB / dC reduction).
 constexpr index_t kRelayoutTile = 64;
 
@@ -124,18 +169,20 @@ struct BCRows {
 // strided tensors, and the step -> position order of direction k.
 template <typename in_t, typename acc_t>
 struct Lane : SequencePtrs<in_t, acc_t, acc_t> {
-  const index_t* pos;  // order of direction k
+  const index_t* pos;    // order of direction k
+  const index_t* steps;  // chunk_steps of direction k, (n_chunks)
 };
 
 // Params: ScanParams, or ScanBwdParams for a lane that also points at dy, du and ddelta.
 template <typename in_t, typename acc_t, typename Params>
-Lane<in_t, acc_t> make_lane(const Params& P, const index_t* positions, const BCRows<acc_t>& bc, index_t b, index_t k,
-                            index_t d) {
+Lane<in_t, acc_t> make_lane(const Params& P, const index_t* positions, const index_t* steps, const BCRows<acc_t>& bc,
+                            index_t b, index_t k, index_t d) {
   Lane<in_t, acc_t> l;
   static_cast<SequencePtrs<in_t, acc_t, acc_t>&>(l) = sequence_ptrs<in_t, acc_t, acc_t>(P, b, k, d);
   l.B = bc.B.data() + (b * P.n_dirs * P.n_groups_B + l.gB) * P.seqlen * P.dstate;
   l.C = bc.C.data() + (b * P.n_dirs * P.n_groups_C + l.gC) * P.seqlen * P.dstate;
   l.pos = positions + k * P.seqlen;
+  l.steps = steps + k * ((P.seqlen + P.chunk - 1) / P.chunk);
   return l;
 }
 
@@ -150,10 +197,11 @@ struct ChunkBuffers {
         rows_a(chunk * 16), rows_b(chunk * 16) {}
 };
 
-// Gathers u and delta for steps [t0, t0 + len) of a lane and computes dt, dt * u and (backward) the
-// softplus derivative.  Separate loops so the elementwise math vectorises.
-template <typename in_t, typename acc_t>
-void load_chunk(const Lane<in_t, acc_t>& l, index_t t0, index_t len, bool softplus_on, bool want_grad,
+// Gathers u and delta for steps [t0, t0 + len) of a lane (positions at(s), with_chunk_positions) and
+// computes dt, dt * u and (backward) the softplus derivative.  Separate loops so the elementwise math
+// vectorises.
+template <typename in_t, typename acc_t, typename Run>
+void load_chunk(const Lane<in_t, acc_t>& l, const Run& at, index_t len, bool softplus_on, bool want_grad,
                 ChunkBuffers<acc_t>& cb) {
   acc_t* __restrict uu = cb.u.data();
   acc_t* __restrict dt = cb.dt.data();
@@ -161,18 +209,16 @@ void load_chunk(const Lane<in_t, acc_t>& l, index_t t0, index_t len, bool softpl
   const in_t* __restrict u = l.u;
   const in_t* __restrict delta = l.delta;
   const acc_t bias = l.bias;
-  const index_t* __restrict pos = l.pos + t0;
   for (index_t s = 0; s < len; ++s) {
-    const index_t p = pos[s];
+    const index_t p = at(s);
     uu[s] = static_cast<acc_t>(u[p]);
     dt[s] = static_cast<acc_t>(delta[p]) + bias;
   }
-  if (softplus_on) {
-    if (want_grad) {
-      acc_t* __restrict ds = cb.dsoftplus.data();
+  if (softplus_on && want_grad) {
+    acc_t* __restrict ds = cb.dsoftplus.data();
 #pragma omp simd
-      for (index_t s = 0; s < len; ++s) ds[s] = softplus_grad(dt[s]);
-    }
+    for (index_t s = 0; s < len; ++s) dt[s] = softplus_and_grad(dt[s], ds[s]);
+  } else if (softplus_on) {
 #pragma omp simd
     for (index_t s = 0; s < len; ++s) dt[s] = softplus(dt[s]);
   }
@@ -406,9 +452,14 @@ void lane_fwd(const ScanParams& P, const Lane<in_t, acc_t>& l, acc_t* __restrict
   StepCore<kN, acc_t> core(l.A, N, heap);
   for (index_t c = 0, t0 = 0; t0 < L; ++c, t0 += T) {
     const index_t len = std::min(T, L - t0);
-    load_chunk(l, t0, len, P.delta_softplus, false, cb);
-    core.fwd_chunk(l.B + t0 * N, l.C + t0 * N, len, cb);
-    for (index_t s = 0; s < len; ++s) ybuf[l.pos[t0 + s]] += cb.sum_a[s] + l.D * cb.u[s];
+    with_chunk_positions(l.pos + t0, l.steps[c], [&](const auto& at) {
+      load_chunk(l, at, len, P.delta_softplus, false, cb);
+      core.fwd_chunk(l.B + t0 * N, l.C + t0 * N, len, cb);
+      const acc_t* __restrict sa = cb.sum_a.data();
+      const acc_t* __restrict uu = cb.u.data();
+      const acc_t D = l.D;
+      for (index_t s = 0; s < len; ++s) ybuf[at(s)] += sa[s] + D * uu[s];
+    });
     core.save_state(l.ckpt + c * N);
   }
 }
@@ -417,6 +468,7 @@ template <typename in_t, typename acc_t>
 void scan_fwd_cpu(const ScanParams& P) {
   const index_t L = P.seqlen;
   const std::vector<index_t> positions = direction_positions(P);
+  const std::vector<index_t> steps = chunk_steps(P, positions);
   const BCRows<acc_t> bc(P, positions.data());
   const index_t tasks = P.batch * P.dim;
 #pragma omp parallel
@@ -428,7 +480,7 @@ void scan_fwd_cpu(const ScanParams& P) {
       const index_t b = task / P.dim, d = task % P.dim;
       std::fill(ybuf.begin(), ybuf.end(), acc_t(0));
       for (index_t k = 0; k < P.n_dirs; ++k) {
-        const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
+        const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), steps.data(), bc, b, k, d);
         with_fixed_dstate(P.dstate, [&](auto kN) {
           lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, heap.data());
         });
@@ -493,21 +545,37 @@ void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, acc_t* dBp, ac
   acc_t dD = 0, dbias = 0;
   for (index_t c = P.n_chunks - 1; c >= 0; --c) {
     const index_t t0 = c * T, len = std::min(T, L - t0);
-    const index_t* pos = l.pos + t0;
-    load_chunk(l, t0, len, P.delta_softplus, true, cb);
-    for (index_t j = 0; j < len; ++j) cb.g[j] = static_cast<acc_t>(dy[pos[j]]);
-    const acc_t* x0 = c > 0 ? l.ckpt + (c - 1) * N : s.zero.data();
-    core.bwd_chunk(l.B + t0 * N, l.C + t0 * N, len, x0, cb, s.xs.data(), s.decay.data(), dBp + t0 * N, dCp + t0 * N);
-    for (index_t j = len - 1; j >= 0; --j) {
-      const index_t p = pos[j];
-      const acc_t g = cb.g[j], d_dtu = cb.sum_a[j], uu = cb.u[j];
-      s.du[p] += d_dtu * cb.dt[j] + g * l.D;
-      dD += g * uu;
-      acc_t dd = cb.sum_b[j] + d_dtu * uu;
-      if (P.delta_softplus) dd *= cb.dsoftplus[j];
-      ddelta[p] = static_cast<in_t>(dd);
-      dbias += dd;
-    }
+    with_chunk_positions(l.pos + t0, l.steps[c], [&](const auto& at) {
+      load_chunk(l, at, len, P.delta_softplus, true, cb);
+      for (index_t j = 0; j < len; ++j) cb.g[j] = static_cast<acc_t>(dy[at(j)]);
+      const acc_t* x0 = c > 0 ? l.ckpt + (c - 1) * N : s.zero.data();
+      core.bwd_chunk(l.B + t0 * N, l.C + t0 * N, len, x0, cb, s.xs.data(), s.decay.data(), dBp + t0 * N,
+                     dCp + t0 * N);
+      // Per-step gradients (vectorised: dd in place of sum_b, the du terms in sum_a), then the scatters.
+      const acc_t* __restrict g = cb.g.data();
+      const acc_t* __restrict uu = cb.u.data();
+      const acc_t* __restrict dtv = cb.dt.data();
+      const acc_t* __restrict dsp = cb.dsoftplus.data();
+      acc_t* __restrict d_dtu = cb.sum_a.data();
+      acc_t* __restrict dd = cb.sum_b.data();
+      const acc_t Dv = l.D;
+      const bool sp = P.delta_softplus;
+#pragma omp simd reduction(+ : dD, dbias)
+      for (index_t j = 0; j < len; ++j) {
+        const acc_t ddj = (dd[j] + d_dtu[j] * uu[j]) * (sp ? dsp[j] : acc_t(1));
+        dD += g[j] * uu[j];
+        dbias += ddj;
+        dd[j] = ddj;
+        d_dtu[j] = d_dtu[j] * dtv[j] + g[j] * Dv;
+      }
+      acc_t* __restrict du = s.du.data();
+#pragma omp simd
+      for (index_t j = 0; j < len; ++j) {  // a chunk's positions are distinct
+        const index_t p = at(j);
+        du[p] += d_dtu[j];
+        ddelta[p] = static_cast<in_t>(dd[j]);
+      }
+    });
   }
   core.add_dA(dA_out);
   dD_out += dD;
@@ -536,6 +604,7 @@ template <typename in_t, typename acc_t>
 void scan_bwd_cpu(const ScanBwdParams& P) {
   const index_t L = P.seqlen, N = P.dstate, K = P.n_dirs;
   const std::vector<index_t> positions = direction_positions(P);
+  const std::vector<index_t> steps = chunk_steps(P, positions);
   const BCRows<acc_t> bc(P, positions.data());
   const std::vector<ChannelBlock> blocks = channel_blocks(P);
   const index_t nblk = static_cast<index_t>(blocks.size());
@@ -564,7 +633,7 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
         for (index_t d = blk.begin; d < blk.end; ++d) {
           std::fill(scratch.du.begin(), scratch.du.end(), acc_t(0));
           for (index_t k = 0; k < K; ++k) {
-            const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), bc, b, k, d);
+            const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), steps.data(), bc, b, k, d);
             const index_t kd = k * P.dim + d;
             with_fixed_dstate(N, [&](auto kN) {
               lane_bwd<decltype(kN)::value>(P, l, dBj + k * part, dCj + k * part, dA + kd * N, dD[kd], dbias[kd],

@@ -17,14 +17,18 @@ namespace grainseg {
 namespace cpu {
 namespace GRAINSEG_KERNEL_NS {
 
+// The functions below are forced inline: a loop that calls one out of line stays scalar (GCC's inliner
+// gave up on exp_f32 in load_chunk's softplus' loop, leaving a scalar call and divide per step).
+#define GRAINSEG_MATH_INLINE inline __attribute__((always_inline))
+
 // Bit casts (a builtin so that the vectoriser sees plain register moves, unlike std::memcpy).
-inline float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
-inline int32_t float_to_bits(float f) { return __builtin_bit_cast(int32_t, f); }
+GRAINSEG_MATH_INLINE float bits_to_float(int32_t i) { return __builtin_bit_cast(float, i); }
+GRAINSEG_MATH_INLINE int32_t float_to_bits(float f) { return __builtin_bit_cast(int32_t, f); }
 
 // exp(x): range reduction x = k ln2 + r, |r| <= ln2 / 2, degree-6 polynomial for exp(r), 2^k by
 // building the exponent bits.  The argument is clamped to [-87.3, 88] (results ~1e-38 .. 1.6e38);
 // NaN propagates.
-inline float exp_f32(float x) {
+GRAINSEG_MATH_INLINE float exp_f32(float x) {
   x = x < -87.33654f ? -87.33654f : x;
   x = x > 88.0f ? 88.0f : x;
   // Round to nearest by adding and subtracting 1.5 * 2^23 (exact for |v| < 2^22): plain arithmetic that
@@ -43,7 +47,7 @@ inline float exp_f32(float x) {
 }
 
 // log(x) for finite x > 0 (Cephes logf): x = m 2^e with m in [sqrt(1/2), sqrt(2)), polynomial in m - 1.
-inline float log_f32(float x) {
+GRAINSEG_MATH_INLINE float log_f32(float x) {
   const int32_t bits = float_to_bits(x);
   float e = static_cast<float>(((bits >> 23) & 0xff) - 126);
   float m = bits_to_float((bits & 0x807fffff) | 0x3f000000);  // in [0.5, 1)
@@ -67,36 +71,52 @@ inline float log_f32(float x) {
 }
 
 template <typename T>
-inline T scan_exp(T x) {
+GRAINSEG_MATH_INLINE T scan_exp(T x) {
   return std::exp(x);
 }
 template <>
-inline float scan_exp<float>(float x) {
+GRAINSEG_MATH_INLINE float scan_exp<float>(float x) {
   return exp_f32(x);
 }
 
-// softplus(x) = log(1 + e^x), linear above 20 like torch.nn.functional.softplus.  log1p(v) is taken as
-// log(1 + v) * v / ((1 + v) - 1), exact to rounding even when v is tiny.  Both sides of every select are
-// computed unconditionally (no division under a branch) so loops over it vectorise.
+// softplus(x) = log(1 + e^x), linear above 20 like torch.nn.functional.softplus.  With v = e^x and
+// w = 1 + v (rounded), log1p(v) = log(w) + (v - (w - 1)) / w corrects the rounding of w to first order
+// (exact to rounding even when v is tiny).  Both sides of every select are computed unconditionally
+// (no division under a branch) so loops over it vectorise.
 template <typename T>
-inline T softplus(T x) {
+GRAINSEG_MATH_INLINE T softplus(T x) {
   return x > T(20) ? x : std::log1p(std::exp(x));
 }
 template <>
-inline float softplus<float>(float x) {
+GRAINSEG_MATH_INLINE float softplus<float>(float x) {
   const float v = exp_f32(x);
   const float w = 1.0f + v;
-  const float den = w - 1.0f;
-  const float lp = log_f32(w) * (v / (den > 0.0f ? den : 1.0f));
-  const float sp = den > 0.0f ? lp : v;
+  const float sp = log_f32(w) + (v - (w - 1.0f)) / w;
   return x > 20.0f ? x : sp;
 }
 
 // d softplus / dx = sigmoid(x) (1 above the linear threshold, as torch's backward).
 template <typename T>
-inline T softplus_grad(T x) {
+GRAINSEG_MATH_INLINE T softplus_grad(T x) {
   const T s = T(1) / (T(1) + scan_exp<T>(-x));
   return x > T(20) ? T(1) : s;
+}
+
+// softplus(x) and its derivative together, from one exponential and one division (the backward needs
+// both): sigmoid(x) = v / w.
+template <typename T>
+GRAINSEG_MATH_INLINE T softplus_and_grad(T x, T& grad) {
+  grad = softplus_grad(x);
+  return softplus(x);
+}
+template <>
+GRAINSEG_MATH_INLINE float softplus_and_grad<float>(float x, float& grad) {
+  const float v = exp_f32(x);
+  const float w = 1.0f + v;
+  const float rw = 1.0f / w;
+  const float sp = log_f32(w) + (v - (w - 1.0f)) * rw;
+  grad = x > 20.0f ? 1.0f : v * rw;
+  return x > 20.0f ? x : sp;
 }
 
 }  // namespace GRAINSEG_KERNEL_NS

@@ -1,8 +1,11 @@
 """VSS block, patch embed / merge / expand and EnhancedASPP: structure, exact reorderings, checks."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from grainseg.layers import EnhancedASPP, PatchEmbed, PatchExpand, PatchMerging, VSSBlock
 from grainseg.layers.vss_block import DropPath
@@ -70,14 +73,40 @@ def test_enhanced_aspp_structure_and_forward():
     assert y.shape == (2, 4, 9, 7) and torch.isfinite(y).all()
 
 
-def test_enhanced_aspp_pool_branch_is_constant_per_image():
+def _aspp_concat_reference(aspp: EnhancedASPP, x: torch.Tensor) -> torch.Tensor:
+    """The paper's form: five branches concatenated, then the 1x1 conv_out (pooled branch upsampled)."""
+    branches = [F.silu(aspp.bn1(aspp.conv1(x)))]
+    branches += [F.silu(bn(conv(x))) for conv, bn in zip(aspp.convs, aspp.bns)]
+    pooled = aspp.conv_pool(F.adaptive_avg_pool2d(x, 1))
+    branches.append(F.interpolate(pooled, size=x.shape[-2:], mode="bilinear", align_corners=False))
+    return F.silu(aspp.bn_out(aspp.conv_out(torch.cat(branches, dim=1))))
+
+
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_enhanced_aspp_matches_the_concatenate_and_convolve_form(train, channels_last):
+    # forward() sums per-branch blocks of conv_out instead of concatenating; values and gradients (input
+    # and every parameter) must be those of the paper's concatenation, in eval and in train (batch-stat BN)
     torch.manual_seed(0)
-    aspp = EnhancedASPP(3, 2, rates=(1,)).eval()
-    seen = {}
-    aspp.conv_out.register_forward_hook(lambda m, inp, out: seen.update(cat=inp[0]))
-    aspp(torch.randn(1, 3, 5, 5))
-    pool = seen["cat"][:, -2:]  # last branch: pooled, 1x1 conv, upsampled, no BN / activation
-    assert torch.allclose(pool, pool[..., :1, :1].expand_as(pool))
+    aspp = EnhancedASPP(6, 4, rates=(1, 2, 3))
+    for bn in [aspp.bn1, *aspp.bns, aspp.bn_out]:
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5), bn.bias.data.uniform_(-0.5, 0.5)
+    ref = copy.deepcopy(aspp)
+    aspp.train(train), ref.train(train)
+    x = torch.randn(2, 6, 9, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    xa, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yr = aspp(xa), _aspp_concat_reference(ref, xr)
+    torch.testing.assert_close(ya, yr, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(ya)
+    ya.backward(g), yr.backward(g)
+    torch.testing.assert_close(xa.grad, xr.grad, rtol=1e-5, atol=1e-5)
+    for (name, pa), pr in zip(aspp.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(pa.grad, pr.grad, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    if train:  # running statistics move the same way
+        torch.testing.assert_close(aspp.bn_out.running_mean, ref.bn_out.running_mean)
 
 
 @pytest.mark.parametrize("kwargs", [dict(in_channels=0, out_channels=2), dict(in_channels=2, out_channels=2, rates=[]),
