@@ -6,6 +6,8 @@ beside the new, and two builds of the extension cannot live in one process (both
 tree and this tree (in turns, the order swapped every round) on the same pinned core; each worker builds
 the model from seed 0, warms up, then times ``--steps`` training steps (zero_grad, forward, BCE, backward,
 Adam, lr 1e-4, one fixed random batch) and, with ``--forward``, as many eval-mode forwards without grad.
+A worker sets up the process as the tree's trainer does (``grainseg._allocator.keep_freed_memory`` where
+the tree has it).
 The reported time of a setting is the minimum over all its timed steps (median beside it).
 
 A *setting* is ``tree:amp/adam``: ``base:off/loop`` is the baseline's fp32 step with torch's loop Adam
@@ -48,6 +50,11 @@ def _worker(args: argparse.Namespace) -> int:
 
     import grainseg
 
+    try:  # what the trainer and the CLI do in the tree under test (absent in older trees)
+        from grainseg._allocator import keep_freed_memory
+        kept = keep_freed_memory()
+    except ImportError:
+        kept = None
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -90,7 +97,8 @@ def _worker(args: argparse.Namespace) -> int:
     ops = sys.modules.get("grainseg.ops")
     cap = getattr(ops, "cpu_capability", None) if ops is not None else None
     print(json.dumps({"package": grainseg.__file__, "steps_s": steps, "forward_s": fwd, "warmup_losses": losses,
-                      "cpu_capability": cap() if callable(cap) else None, "threads": torch.get_num_threads()}))
+                      "cpu_capability": cap() if callable(cap) else None, "threads": torch.get_num_threads(),
+                      "keep_freed_memory": kept}))
     return 0
 
 
@@ -180,7 +188,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                     key = f"{tree}:{setting}"
                     times[key]["steps_s"] += out["steps_s"]
                     times[key]["forward_s"] += out["forward_s"]
-                    info[key] = {k: out[k] for k in ("package", "cpu_capability", "threads", "warmup_losses")}
+                    info[key] = {k: out.get(k) for k in ("package", "cpu_capability", "threads", "warmup_losses",
+                                                         "keep_freed_memory")}
                     print(f"  {model} b{batch} round {r + 1} {key}: step {min(out['steps_s']):.3f} s", flush=True)
             ref = f"{a.settings[0][0]}:{a.settings[0][1]}"
             for key, t in times.items():

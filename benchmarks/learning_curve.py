@@ -75,6 +75,16 @@ INITS = {
     # from scratch: the architecture of the default at its input size, with the default's own training lr
     "scratch": ["train", "--model", "vmunet_aspp_small", "--input-size", str(INPUT), "--lr", "3e-4"],
 }
+# A third start, when its folder exists (``--synthetic``): vmunet_aspp_small pre-trained on domain-randomised
+# synthetic micrographs only (no real image; see docs/finetune.md), fine-tuned at the from-scratch lr, so that
+# against "scratch" only the starting weights differ.  "synthetic-zero-shot" is that model without fine-tuning.
+SYNTHETIC_DEFAULT = ROOT / "runs" / "synthetic_pre" / "best"
+
+
+def add_synthetic_init(folder: Path) -> None:
+    INITS["synthetic"] = ["finetune", "--init", str(folder), "--lr", "3e-4", "--freeze-encoder-epochs", "0"]
+
+
 COMMON = ["--schedule", "cosine", "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--crop-size", str(CROP),
           "--patience", "0", "--loss", "bce", "--seed", str(SEED), "--no-progress"]
 MPU_IMAGES = {m: sorted(p.name for p in (MPU / m / "test_img").iterdir()) if (MPU / m / "test_img").is_dir() else []
@@ -95,11 +105,13 @@ def exone_tiles(source: str) -> List[str]:
 
 def planned_points() -> List[Dict[str, Any]]:
     """Every point, in the order they run (the cheap baselines first, then N spread out, then the rest)."""
-    pts: List[Dict[str, Any]] = [{"id": "exone/zero-shot/N0", "set": "exone", "init": "zero-shot", "n": 0}]
-    for mod, imgs in MPU_IMAGES.items():
-        for i, test in enumerate(imgs):
-            pts.append({"id": f"mpu/{mod}/zero-shot/test{i}", "set": "mpu", "modality": mod, "init": "zero-shot",
-                        "n": 0, "test": test})
+    pts: List[Dict[str, Any]] = []
+    for zero in ("zero-shot", "synthetic-zero-shot") if "synthetic" in INITS else ("zero-shot",):
+        pts.append({"id": f"exone/{zero}/N0", "set": "exone", "init": zero, "n": 0})
+        for mod, imgs in MPU_IMAGES.items():
+            for i, test in enumerate(imgs):
+                pts.append({"id": f"mpu/{mod}/{zero}/test{i}", "set": "mpu", "modality": mod, "init": zero,
+                            "n": 0, "test": test})
     order = [1, 16, 4, 2, 8]
     for n in order[:3]:
         for init in INITS:
@@ -284,6 +296,14 @@ def all_grain_dice() -> Dict[str, float]:
     return out
 
 
+# (start, colour, marker, legend) of the ExONE curves and (start, colour, legend) of the MPU-Net bars
+LINES = (("default", "tab:blue", "o", "from the default"), ("scratch", "tab:orange", "s", "from scratch"),
+         ("synthetic", "tab:green", "^", "from the synthetic pre-training"))
+BARS = (("zero-shot", "grey", "default, zero-shot"), ("synthetic-zero-shot", "darkseagreen", "synthetic, zero-shot"),
+        ("default", "tab:blue", "fine-tuned from the default"), ("scratch", "tab:orange", "trained from scratch"),
+        ("synthetic", "tab:green", "fine-tuned from the synthetic pre-training"))
+
+
 def plot(record: Dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -296,10 +316,11 @@ def plot(record: Dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 4, figsize=(18, 8))
     zero = res.get("exone/zero-shot/N0")
     for ax, (key, label) in zip(axes[0], metrics):
-        for init, colour, marker in (("default", "tab:blue", "o"), ("scratch", "tab:orange", "s")):
-            ns = [n for n in NS if f"exone/{init}/N{n}" in res]
-            ax.plot([math.log2(n) for n in ns], [res[f"exone/{init}/N{n}"][key] for n in ns], marker=marker, color=colour,
-                    label="from the default" if init == "default" else "from scratch")
+        for init, colour, marker, text in LINES:
+            ns = [n for n in NS if f"exone/{init}/N{n}" in res and res[f"exone/{init}/N{n}"].get(key) is not None]
+            if ns:
+                ax.plot([math.log2(n) for n in ns], [res[f"exone/{init}/N{n}"][key] for n in ns], marker=marker,
+                        color=colour, label=text)
         if zero:
             ax.axhline(zero[key], color="grey", ls="--", label="default, no fine-tuning (N=0)")
         if key == "dice" and "all_grain_dice" in record:
@@ -312,9 +333,8 @@ def plot(record: Dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     groups = [(m, i) for m, imgs in MPU_IMAGES.items() for i in range(len(imgs))]
-    width = 0.27
-    bars = (("zero-shot", "grey", "default, zero-shot"), ("default", "tab:blue", "fine-tuned from the default"),
-            ("scratch", "tab:orange", "trained from scratch"))
+    bars = [b for b in BARS if any(k.startswith("mpu/") and f"/{b[0]}/" in k for k in res)]
+    width = 0.8 / max(1, len(bars))
     from matplotlib.patches import Patch
 
     for ax, (key, label) in zip(axes[1], metrics):
@@ -323,7 +343,7 @@ def plot(record: Dict[str, Any], path: Path) -> None:
             for g, (mod, i) in enumerate(groups):
                 p = res.get(f"mpu/{mod}/{init}/test{i}")
                 if p is not None and p.get(key) is not None:
-                    xs.append(g + (j - 1) * width)
+                    xs.append(g + (j - (len(bars) - 1) / 2) * width)
                     ys.append(p[key])
             if xs:
                 ax.bar(xs, ys, width, color=colour)
@@ -379,7 +399,11 @@ def main() -> None:
     ap.add_argument("--points", default="", help="comma-separated point ids (default: all planned)")
     ap.add_argument("--plot-only", action="store_true", help="only redraw the plot from the JSON")
     ap.add_argument("--table", action="store_true", help="only print the JSON's points as a markdown table")
+    ap.add_argument("--synthetic", default=str(SYNTHETIC_DEFAULT),
+                    help="folder of a synthetic-pretrained model: adds the 'synthetic' start when it exists")
     args = ap.parse_args()
+    if (Path(args.synthetic) / "config.json").is_file():
+        add_synthetic_init(Path(args.synthetic).resolve())
     out, runs = Path(args.out), Path(args.runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     record = json.loads(out.read_text()) if out.is_file() else {}
@@ -391,6 +415,8 @@ def main() -> None:
         "exone_test": "4 grouped test micrographs stitched (|dG|), their 48 tiles cut from the same prediction (Dice, BF1)",
         "mpu": "train on one image of a modality (validated on itself), test on the other, polarity boundary",
         "instances": "watershed (package defaults)"})
+    for name, cmd in INITS.items():  # a start added after the first run (synthetic) is recorded too
+        record["protocol"]["inits"].setdefault(name, cmd + COMMON)
     record.setdefault("points", {})
     record.setdefault("machines", [])
     if "all_grain_dice" not in record:
@@ -412,9 +438,9 @@ def main() -> None:
             if pid in record["points"] or point["set"] not in sets or (wanted and pid not in wanted):
                 continue
             print(f"== {pid}", flush=True)
-            if point["init"] == "zero-shot":
+            if point["init"].endswith("zero-shot"):
                 entry: Dict[str, Any] = {**point, "train_wall_s": 0.0, "train_cpu_s": 0.0, "steps": 0, "epochs": 0}
-                entry.update(evaluate_point(point, None))
+                entry.update(evaluate_point(point, None if point["init"] == "zero-shot" else INITS["synthetic"][2]))
             else:
                 run = runs / pid.replace("/", "_")
                 timing = train_point(point, run)

@@ -9,7 +9,7 @@ from . import ops  # noqa: E402
 
 # models
 from .layers import SS2D, EnhancedASPP, VSSBlock  # noqa: E402
-from .models import create_model, from_pretrained, list_models, model_info  # noqa: E402
+from .models import create_model, from_pretrained, list_models, list_pretrained, model_info  # noqa: E402
 from .models.vmunet import VMUNet, VMUNetASPP  # noqa: E402
 
 # the model zoo

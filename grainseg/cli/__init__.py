@@ -79,6 +79,9 @@ def main(argv: Optional[List[str]] = None, *, catch_errors: Optional[bool] = Non
         parser.print_help()
         return 2
     catch = (argv is None if catch_errors is None else catch_errors) and not os.environ.get("GRAINSEG_TRACEBACK")
+    from grainseg._allocator import keep_freed_memory
+
+    keep_freed_memory()  # glibc: freed tensors are reused, not returned to the system (see grainseg._allocator)
     prog = f"grainseg {args.command}"
     with contextlib.ExitStack() as stack:
         if getattr(args, "max_pixels", None):

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any, Dict, List, Optional
 
-__all__ = ["add_parser", "run", "model_rows", "format_table"]
+__all__ = ["add_parser", "run", "model_rows", "format_table", "format_pretrained"]
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -56,6 +56,19 @@ def format_table(rows: List[Dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def format_pretrained() -> str:
+    """The registered pretrained ids, each with its architecture and where its weights come from."""
+    from grainseg.models.loading import bundled_dir
+    from grainseg.models.registry import list_pretrained, pretrained_info
+
+    lines = ["\npretrained weights (grainseg.from_pretrained(ID), --model ID):"]
+    for repo_id in list_pretrained():
+        info = pretrained_info(repo_id)
+        local = bundled_dir(info["bundled"]) if info.get("bundled") else None
+        lines.append(f"  {repo_id}  ({info['model']}; {f'local copy {local}' if local else 'from the Hub'})")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the table (or JSON); exit code 1 when the pattern matches nothing."""
     from grainseg.models.sam import sam_available
@@ -69,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(format_table(rows))
     print("\nparameters: default configuration; paper Dice: the paper's Table I on its own split (reference only)")
+    print(format_pretrained())
     if not sam_available():
         print("sam, sam_lora: not installed (pip install 'grainseg[sam]')")
     return 0

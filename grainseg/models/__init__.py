@@ -7,7 +7,7 @@ registry once ``grainseg.models`` is imported.  Inside the package the imports p
 from .loading import PretrainedNotFoundError
 from .base import SegmentationModel, StateDictMismatchError
 from .deep_supervision import DeepSupervisionMixin
-from .registry import create_model, list_models, model_info, register_model, register_preset
+from .registry import create_model, list_models, list_pretrained, model_info, register_model, register_preset
 
 # the architectures (each registers its presets on import)
 from . import deeplabv3plus, r2attunet, sa2net, sam, segnet, uctransnet, unet, unetplusplus, vmunet, vmunet_v2  # noqa: F401
@@ -23,6 +23,7 @@ __all__ = [
     "create_model",
     "from_pretrained",
     "list_models",
+    "list_pretrained",
     "model_info",
     "register_model",
     "register_preset",

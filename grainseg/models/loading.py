@@ -31,6 +31,7 @@ __all__ = [
     "WEIGHTS_NAME",
     "CARD_NAME",
     "WEIGHTS_DIR",
+    "REPO_WEIGHTS_DIR",
     "PretrainedNotFoundError",
     "resolve_pretrained",
     "bundled_dir",
@@ -47,6 +48,9 @@ WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 #: Folder of the bundled weights (inside the installed package): one sub-folder per pretrained model.
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+#: Folder of the weights kept in the source repository but too large for the wheel (``weights/`` beside
+#: ``grainseg/`` in a checkout); absent in an installed wheel, where such ids come from the Hub.
+REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 _PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt", "model.ckpt")
 _TRUE = ("1", "true", "yes", "on")
 
@@ -69,12 +73,15 @@ def _default_cache_dir() -> Optional[str]:
 
 
 def bundled_dir(name: str) -> Optional[Path]:
-    """``grainseg/weights/<name>`` if it holds config.json and model.safetensors, else None."""
+    """The local copy of a registered id: ``grainseg/weights/<name>`` (in the package), else
+    ``weights/<name>`` of the source checkout (:data:`REPO_WEIGHTS_DIR`), whichever holds config.json and
+    model.safetensors first; None when neither does."""
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"bundled weights name must be a plain folder name, got {name!r}")
-    folder = WEIGHTS_DIR / name
-    if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
-        return folder
+    for root in (WEIGHTS_DIR, REPO_WEIGHTS_DIR):
+        folder = root / name
+        if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
+            return folder
     return None
 
 

@@ -261,3 +261,11 @@ register_pretrained(
     bundled="vmunet-aspp-small-exone316l",
     description="vmunet_aspp_small trained on the ExONE 316L micrographs (paper split); bundled in the package",
 )
+
+register_pretrained(
+    "grainseg/vmunet-aspp-exone316l",
+    model="vmunet_aspp",
+    bundled="vmunet-aspp-exone316l",
+    description="vmunet_aspp (paper configuration, 35.8 M) trained by the paper's protocol on the ExONE 316L "
+                "paper split; 72 MB fp16, kept in the repository's weights/ (not in the wheel) and on the Hub",
+)

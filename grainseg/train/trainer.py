@@ -55,6 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from grainseg._allocator import keep_freed_memory
 from grainseg.data.datasets import SegmentationDataset
 from grainseg.data.transforms import PairedAugment
 from grainseg.train import distributed as dist_utils
@@ -429,6 +430,7 @@ def train(config: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, A
     """
     cfg = config
     cfg.validate()
+    keep_freed_memory()  # glibc: reuse freed activations instead of page-faulting fresh ones every step
     info = dist_utils.init_distributed("cuda" if cfg.device.startswith("cuda") or
                                        (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     try:

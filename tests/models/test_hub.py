@@ -154,6 +154,30 @@ def test_bundled_weights_resolve_before_the_hub(saved, tmp_path, monkeypatch):
     assert _same_outputs(model, loaded)
 
 
+def test_paper_size_weights_come_from_the_checkout_first_and_the_hub_second(saved, tmp_path, monkeypatch):
+    # grainseg/vmunet-aspp-exone316l is too large for the wheel: a source checkout holds it in weights/,
+    # an installed package finds it in the Hugging Face cache (or downloads it)
+    import grainseg.models.loading as weights
+
+    model, folder = saved
+    torch.manual_seed(1)
+    hub_model = VMUNetASPP(**TINY, aspp_rates=[1, 2]).eval()
+    hub_model.save_pretrained(tmp_path / "hub-copy")
+    cache = tmp_path / "hf-cache"
+    _fake_hub_cache(cache, "grainseg/vmunet-aspp-exone316l", tmp_path / "hub-copy")
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path / "package")
+    monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", tmp_path / "checkout")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert "grainseg/vmunet-aspp-exone316l" in grainseg.list_pretrained()
+    assert _same_outputs(hub_model, from_pretrained("grainseg/vmunet-aspp-exone316l"))  # no checkout copy
+    shutil.copytree(folder, tmp_path / "checkout" / "vmunet-aspp-exone316l")
+    assert _same_outputs(model, from_pretrained("grainseg/vmunet-aspp-exone316l"))  # the checkout's copy
+    assert _same_outputs(hub_model, from_pretrained("grainseg/vmunet-aspp-exone316l", revision=REV))
+    (tmp_path / "checkout" / "vmunet-aspp-exone316l" / "model.safetensors").unlink()  # incomplete: skipped
+    assert _same_outputs(hub_model, from_pretrained("grainseg/vmunet-aspp-exone316l"))
+
+
 def test_fp16_weights_load_into_float32_model(saved, tmp_path):
     from safetensors.torch import load_file, save_file
 

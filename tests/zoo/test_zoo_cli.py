@@ -18,6 +18,11 @@ def test_models_command_lists_every_model(capsys):
             assert f"{info['paper_dice']:.2f}" in line
     unet_line = next(l for l in out.splitlines() if l.startswith("unet "))
     assert "31,037,633" in unet_line and "90.90" in unet_line
+    from grainseg.models.registry import list_pretrained
+
+    for repo_id in list_pretrained():  # each with its architecture and its source (local copy or Hub)
+        line = next(l for l in out.splitlines() if l.strip().startswith(repo_id + " "))
+        assert "(vmunet_aspp" in line and ("local copy" in line or "from the Hub" in line)
 
 
 def test_models_command_pattern_and_json(capsys):
