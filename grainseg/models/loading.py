@@ -49,8 +49,10 @@ CARD_NAME = "README.md"
 #: Folder of the bundled weights (inside the installed package): one sub-folder per pretrained model.
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 #: Folder of the weights kept in the source repository but too large for the wheel (``weights/`` beside
-#: ``grainseg/`` in a checkout); absent in an installed wheel, where such ids come from the Hub.
-REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
+#: ``grainseg/`` in a checkout, recognised by its setup.py); None in an installed wheel, where such ids
+#: come from the Hub.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+REPO_WEIGHTS_DIR: Optional[Path] = _CHECKOUT / "weights" if (_CHECKOUT / "setup.py").is_file() else None
 _PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt", "model.ckpt")
 _TRUE = ("1", "true", "yes", "on")
 
@@ -79,6 +81,8 @@ def bundled_dir(name: str) -> Optional[Path]:
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"bundled weights name must be a plain folder name, got {name!r}")
     for root in (WEIGHTS_DIR, REPO_WEIGHTS_DIR):
+        if root is None:
+            continue
         folder = root / name
         if (folder / CONFIG_NAME).is_file() and (folder / WEIGHTS_NAME).is_file():
             return folder
