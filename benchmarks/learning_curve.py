@@ -1,5 +1,8 @@
 """Learning curve of fine-tuning (issue 15): from the bundled default and from scratch, with 1, 2, 4, 8
-and 16 labelled ExONE source micrographs, and with one MPU-Net image per modality.
+and 16 labelled ExONE source micrographs, and with one MPU-Net image per modality; and from a
+synthetic-pretrained model when ``--synthetic DIR`` (default ``runs/synthetic_pre/best``) holds one, made by
+``grainseg train --model vmunet_aspp_small --data synthetic:1600:352x352 --input-size 352x352 --crop-size 128
+--batch-size 8 --lr 3e-4 --schedule cosine --epochs 5 --loss bce --seed 0 --out runs/synthetic_pre``.
 
     python benchmarks/learning_curve.py [--out benchmarks/results/learning_curve.json] [--runs runs/learning_curve]
         [--only exone,mpu] [--points ID,ID,...] [--plot-only] [--table]
