@@ -86,7 +86,7 @@ inline std::vector<index_t> direction_positions(const ScanParams& P) {
 // The per-chunk gathers and scatters then address u, delta, dy, du, ddelta and y by p0 + s * step
 // (contiguous, vectorised loops for +-1) instead of through the position table.
 inline std::vector<index_t> chunk_steps(const ScanParams& P, const std::vector<index_t>& positions) {
-  const index_t L = P.seqlen, T = P.chunk, nc = (L + T - 1) / T;
+  const index_t L = P.seqlen, T = P.chunk, nc = P.n_chunks;
   std::vector<index_t> steps(static_cast<size_t>(P.n_dirs * nc), 0);
   for (index_t k = 0; k < P.n_dirs; ++k)
     for (index_t c = 0; c < nc; ++c) {
@@ -182,7 +182,7 @@ Lane<in_t, acc_t> make_lane(const Params& P, const index_t* positions, const ind
   l.B = bc.B.data() + (b * P.n_dirs * P.n_groups_B + l.gB) * P.seqlen * P.dstate;
   l.C = bc.C.data() + (b * P.n_dirs * P.n_groups_C + l.gC) * P.seqlen * P.dstate;
   l.pos = positions + k * P.seqlen;
-  l.steps = steps + k * ((P.seqlen + P.chunk - 1) / P.chunk);
+  l.steps = steps + k * P.n_chunks;
   return l;
 }
 

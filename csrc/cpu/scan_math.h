@@ -87,13 +87,6 @@ template <typename T>
 GRAINSEG_MATH_INLINE T softplus(T x) {
   return x > T(20) ? x : std::log1p(std::exp(x));
 }
-template <>
-GRAINSEG_MATH_INLINE float softplus<float>(float x) {
-  const float v = exp_f32(x);
-  const float w = 1.0f + v;
-  const float sp = log_f32(w) + (v - (w - 1.0f)) / w;
-  return x > 20.0f ? x : sp;
-}
 
 // d softplus / dx = sigmoid(x) (1 above the linear threshold, as torch's backward).
 template <typename T>
@@ -117,6 +110,13 @@ GRAINSEG_MATH_INLINE float softplus_and_grad<float>(float x, float& grad) {
   const float sp = log_f32(w) + (v - (w - 1.0f)) * rw;
   grad = x > 20.0f ? 1.0f : v * rw;
   return x > 20.0f ? x : sp;
+}
+// fp32 softplus alone is the same expression (the unused derivative folds away), so the backward's
+// recomputed dt is bit for bit the forward's.
+template <>
+GRAINSEG_MATH_INLINE float softplus<float>(float x) {
+  float unused;
+  return softplus_and_grad<float>(x, unused);
 }
 
 }  // namespace GRAINSEG_KERNEL_NS
