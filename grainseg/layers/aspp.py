@@ -39,7 +39,7 @@ class EnhancedASPP(nn.Module):
         self.bn_out = nn.BatchNorm2d(out_channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
+        b = x.shape[0]
         x_conv = x
         if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
             # oneDNN in torch's CPU build (2.13, AVX-512) segfaults in the bfloat16 weight gradient of a
