@@ -13,9 +13,8 @@ call it.  ``GRAINSEG_MALLOC=system`` leaves malloc as it is.  On other C librari
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
-import platform
 
 __all__ = ["keep_freed_memory"]
 
@@ -23,25 +22,22 @@ _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 _MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value on 64-bit (HEAP_MAX_SIZE / 2)
 _TRIM_THRESHOLD = 1 << 30
 _TOP_PAD = 64 << 20
-_state: dict = {}
 
 
+@functools.lru_cache(maxsize=None)
 def keep_freed_memory() -> bool:
     """Set glibc's mmap / trim thresholds so freed tensors are reused; True when they are set.
 
     Idempotent.  Returns False (and changes nothing) on a non-glibc system, when ``GRAINSEG_MALLOC`` is
     ``system``, or when ``mallopt`` refuses a value.
     """
-    if "done" in _state:
-        return _state["done"]
-    ok = False
-    if os.environ.get("GRAINSEG_MALLOC", "").strip().lower() != "system" and platform.system() == "Linux" \
-            and platform.libc_ver()[0] == "glibc":
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-            ok = all(libc.mallopt(opt, value) == 1 for opt, value in (
-                (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD), (_M_TOP_PAD, _TOP_PAD)))
-        except (OSError, AttributeError):
-            ok = False
-    _state["done"] = ok
-    return ok
+    if os.environ.get("GRAINSEG_MALLOC", "").strip().lower() == "system":
+        return False
+    try:  # glibc's own name for itself; no file read, no ldconfig subprocess (ctypes.util.find_library)
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+        libc = ctypes.CDLL(None)  # the process's own symbols, glibc's mallopt among them
+        return all(libc.mallopt(opt, value) == 1 for opt, value in (
+            (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD), (_M_TOP_PAD, _TOP_PAD)))
+    except (AttributeError, OSError, ValueError):  # confstr name unknown (not glibc), no mallopt
+        return False
