@@ -80,7 +80,8 @@ class PeakRSS:
         return (self.peak - self.base) / 2**20
 
 
-def _timed(fn, warmup: int, repeat: int) -> List[float]:
+def timed(fn, warmup: int, repeat: int) -> List[float]:
+    """Seconds of each of ``repeat`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -123,14 +124,14 @@ def worker(model_name: str, backend: str, size: int, batch: int, warmup: int, re
         with torch.inference_mode():
             model.eval()(small)
         _emit({"started": "forward", "at": time.time()})
-        fwd = _timed(forward, warmup, repeat)
+        fwd = timed(forward, warmup, repeat)
         _emit({**head, "phase": "forward", "forward_s": statistics.median(fwd), "forward_runs_s": fwd})
         model.train()
         _emit({"started": "forward_backward", "at": time.time()})
-        fwd_bwd = _timed(forward_backward, warmup, max(repeat - 1, 1) - 1)
+        fwd_bwd = timed(forward_backward, warmup, max(repeat - 1, 1) - 1)
         model.zero_grad(set_to_none=True)
         with PeakRSS() as mem:  # the last timed forward + backward also gives the peak memory
-            fwd_bwd += _timed(forward_backward, 0, 1)
+            fwd_bwd += timed(forward_backward, 0, 1)
         _emit({**head, "phase": "forward_backward", "forward_backward_s": statistics.median(fwd_bwd),
                "forward_backward_runs_s": fwd_bwd, "forward_backward_peak_rss_mib": round(mem.delta_mib, 1),
                "process_peak_above_model_mib": round((_peak_rss_bytes() - built_rss) / 2**20, 1)})

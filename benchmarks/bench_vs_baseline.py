@@ -33,7 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -72,28 +71,20 @@ def _worker(args: argparse.Namespace) -> int:
         loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     def forward() -> None:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
             model(x)
 
-    def timed(fn, n: int) -> List[float]:
-        out = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-        return out
+    from bench_model import timed  # this script's folder is first on sys.path
 
     losses = [step() for _ in range(args.warmup)]
-    steps = timed(step, args.steps)
+    steps = timed(step, 0, args.steps)
     fwd: List[float] = []
     if args.forward:
         model.eval()
-        for _ in range(args.warmup):
-            forward()
-        fwd = timed(forward, args.steps)
+        fwd = timed(forward, args.warmup, args.steps)
     ops = sys.modules.get("grainseg.ops")
     cap = getattr(ops, "cpu_capability", None) if ops is not None else None
     print(json.dumps({"package": grainseg.__file__, "steps_s": steps, "forward_s": fwd, "warmup_losses": losses,
