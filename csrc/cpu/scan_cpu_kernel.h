@@ -186,6 +186,60 @@ Lane<in_t, acc_t> make_lane(const Params& P, const index_t* positions, const ind
   return l;
 }
 
+// ------------------------------------------------------------------ column-major directions, transposed
+//
+// Directions 1 and 3 visit the grid column by column.  Read in place, every step of their forward lanes
+// loads u and delta one grid row apart and adds into y likewise: scalar accesses that do not vectorise,
+// which made those lanes' gathers about 4x the unit-stride ones' (a sixth of the forward kernel at
+// 64 x 64).  So the forward runs them on transposed copies of the planes, made in per-thread buffers once
+// per (b, d) (u: shared by directions 1 and 3) or per lane (delta).  On the transposed (width x height)
+// grid direction 1 is the row-major order and direction 3 the reverse one, i.e. directions 0 and 2, whose
+// position and step tables the lane then takes; their sum goes to a transposed buffer added back into y.
+// (The same in the backward, with dy, du and ddelta transposed too, measured no faster: not used there.)
+
+// Whether a call's column-major lanes run transposed: SS2D calls on a grid of more than one row and column.
+inline bool transposes_columns(const ScanParams& P) {
+  return P.n_dirs == kNumDirections && P.height > 1 && P.width > 1;
+}
+
+constexpr index_t kTransposeTile = 16;
+
+// dst[j * rows + i] = src[i * cols + j] for a rows x cols plane, in tiles.
+template <typename T>
+void transpose_plane(const T* __restrict src, T* __restrict dst, index_t rows, index_t cols) {
+  for (index_t i0 = 0; i0 < rows; i0 += kTransposeTile)
+    for (index_t j0 = 0; j0 < cols; j0 += kTransposeTile) {
+      const index_t i1 = std::min(rows, i0 + kTransposeTile), j1 = std::min(cols, j0 + kTransposeTile);
+      for (index_t j = j0; j < j1; ++j)
+        for (index_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
+    }
+}
+
+// out[p] = rowwise[p] + colwise[transposed p], converted to out_t, for a rows x cols plane (colwise holds
+// the column-major directions' sums on the transposed grid).
+template <typename out_t, typename acc_t>
+void add_transposed(const acc_t* __restrict rowwise, const acc_t* __restrict colwise, out_t* __restrict out,
+                    index_t rows, index_t cols) {
+  for (index_t i0 = 0; i0 < rows; i0 += kTransposeTile)
+    for (index_t j0 = 0; j0 < cols; j0 += kTransposeTile) {
+      const index_t i1 = std::min(rows, i0 + kTransposeTile), j1 = std::min(cols, j0 + kTransposeTile);
+      for (index_t i = i0; i < i1; ++i)
+        for (index_t j = j0; j < j1; ++j)
+          out[i * cols + j] = static_cast<out_t>(rowwise[i * cols + j] + colwise[j * rows + i]);
+    }
+}
+
+// Points the lane of column-major direction k (1 or 3) at transposed planes of u and delta and at the
+// order tables of direction k - 1 (row-major on the transposed grid).
+template <typename in_t, typename acc_t>
+void run_on_transposed(Lane<in_t, acc_t>& l, const ScanParams& P, const index_t* positions, const index_t* steps,
+                       index_t k, const in_t* uT, const in_t* deltaT) {
+  l.u = uT;
+  l.delta = deltaT;
+  l.pos = positions + (k - 1) * P.seqlen;
+  l.steps = steps + (k - 1) * P.n_chunks;
+}
+
 // Per-thread buffers for one chunk of steps: the gathered inputs (u, dt, dt u, softplus', dy), the
 // per-step sums over n the step cores produce (sum_a, sum_b), and the register-wide rows (at most 16
 // floats) the SIMD cores reduce into them.
@@ -360,8 +414,8 @@ struct GenericCore {
 
 #if defined(GRAINSEG_HAVE_AVX512) || defined(GRAINSEG_HAVE_AVX2)
 // The same core for fp32 on explicit SIMD (scan_simd.h, ISA traits I, n = M registers of I::kWidth):
-// state, dL/dx, dA and A in registers.
-template <typename I, index_t kN>
+// state, dL/dx, dA and A in registers.  kFast: the shorter exponential, for bf16 / fp16 inputs.
+template <typename I, index_t kN, bool kFast>
 struct SimdCore {
   using V = typename I::V;
   static constexpr index_t W = I::kWidth;
@@ -377,7 +431,7 @@ struct SimdCore {
   }
 
   void fwd_chunk(const float* B, const float* C, index_t len, ChunkBuffers<float>& cb) {
-    simd::fwd_steps<I, M>(x, a2, B, C, cb.dt.data(), cb.dtu.data(), len, cb.rows_a.data());
+    simd::fwd_steps<I, M, kFast>(x, a2, B, C, cb.dt.data(), cb.dtu.data(), len, cb.rows_a.data());
     I::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
   }
 
@@ -387,7 +441,7 @@ struct SimdCore {
 
   void bwd_chunk(const float* B, const float* C, index_t len, const float* x0, ChunkBuffers<float>& cb, float* xs,
                  float* decay, float* dB, float* dC) {
-    simd::recompute_steps<I, M>(a2, x0, B, cb.dt.data(), cb.dtu.data(), len, xs, decay);
+    simd::recompute_steps<I, M, kFast>(a2, x0, B, cb.dt.data(), cb.dtu.data(), len, xs, decay);
     simd::reverse_steps<I, M>(dx, dA, a, x0, xs, decay, B, C, dB, dC, cb.g.data(), cb.dt.data(), cb.dtu.data(), len,
                               cb.rows_a.data(), cb.rows_b.data());
     I::row_sums(cb.rows_a.data(), len, cb.sum_a.data());
@@ -402,29 +456,30 @@ struct SimdCore {
 
 // The step core of a state size and compute type: fp32 takes the widest SIMD core the build targets
 // that fits n in at most 4 registers (AVX-512: n = 16, 32, 64; AVX2: n = 8, 16), the rest GenericCore.
-template <index_t kN, typename acc_t>
+// kFast (inputs of lower precision than acc_t) selects the SIMD cores' shorter exponential.
+template <index_t kN, typename acc_t, bool kFast>
 struct ChooseCore {
   using type = GenericCore<kN, acc_t>;
 };
-template <index_t kN>
-struct ChooseCore<kN, float> {
+template <index_t kN, bool kFast>
+struct ChooseCore<kN, float, kFast> {
   template <typename I>
   static constexpr bool fits = kN > 0 && kN % I::kWidth == 0 && kN / I::kWidth <= 4;
   static auto pick() {
 #if defined(GRAINSEG_HAVE_AVX512)
-    if constexpr (fits<simd::Avx512>) return static_cast<SimdCore<simd::Avx512, kN>*>(nullptr);
+    if constexpr (fits<simd::Avx512>) return static_cast<SimdCore<simd::Avx512, kN, kFast>*>(nullptr);
     else
 #endif
 #if defined(GRAINSEG_HAVE_AVX2)
-    if constexpr (fits<simd::Avx2>) return static_cast<SimdCore<simd::Avx2, kN>*>(nullptr);
+    if constexpr (fits<simd::Avx2>) return static_cast<SimdCore<simd::Avx2, kN, kFast>*>(nullptr);
     else
 #endif
       return static_cast<GenericCore<kN, float>*>(nullptr);
   }
   using type = std::remove_pointer_t<decltype(pick())>;
 };
-template <index_t kN, typename acc_t>
-using StepCore = typename ChooseCore<kN, acc_t>::type;
+template <index_t kN, typename in_t, typename acc_t>
+using StepCore = typename ChooseCore<kN, acc_t, !std::is_same_v<in_t, acc_t>>::type;
 
 // ---------------------------------------------------------------------------------------------- forward
 
@@ -449,7 +504,7 @@ template <index_t kN, typename in_t, typename acc_t>
 void lane_fwd(const ScanParams& P, const Lane<in_t, acc_t>& l, acc_t* __restrict ybuf, ChunkBuffers<acc_t>& cb,
               acc_t* heap) {
   const index_t L = P.seqlen, T = P.chunk, N = P.dstate;
-  StepCore<kN, acc_t> core(l.A, N, heap);
+  StepCore<kN, in_t, acc_t> core(l.A, N, heap);
   for (index_t c = 0, t0 = 0; t0 < L; ++c, t0 += T) {
     const index_t len = std::min(T, L - t0);
     with_chunk_positions(l.pos + t0, l.steps[c], [&](const auto& at) {
@@ -471,22 +526,37 @@ void scan_fwd_cpu(const ScanParams& P) {
   const std::vector<index_t> steps = chunk_steps(P, positions);
   const BCRows<acc_t> bc(P, positions.data());
   const index_t tasks = P.batch * P.dim;
+  const bool transpose = transposes_columns(P);
+  const index_t LT = transpose ? L : 0;
 #pragma omp parallel
   {
-    AlignedVector<acc_t> ybuf(L), heap(3 * P.dstate);
+    AlignedVector<acc_t> ybuf(L), ybufT(LT), heap(3 * P.dstate);  // ybufT: the column-major directions' sum
+    AlignedVector<in_t> uT(LT), deltaT(LT);
     ChunkBuffers<acc_t> cb(P.chunk);
 #pragma omp for schedule(dynamic, 1)
     for (index_t task = 0; task < tasks; ++task) {
       const index_t b = task / P.dim, d = task % P.dim;
       std::fill(ybuf.begin(), ybuf.end(), acc_t(0));
+      std::fill(ybufT.begin(), ybufT.end(), acc_t(0));
       for (index_t k = 0; k < P.n_dirs; ++k) {
-        const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), steps.data(), bc, b, k, d);
+        Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), steps.data(), bc, b, k, d);
+        acc_t* out = ybuf.data();
+        if (transpose && (k & 1)) {
+          if (k == 1) transpose_plane(l.u, uT.data(), P.height, P.width);
+          transpose_plane(l.delta, deltaT.data(), P.height, P.width);
+          run_on_transposed(l, P, positions.data(), steps.data(), k, uT.data(), deltaT.data());
+          out = ybufT.data();
+        }
         with_fixed_dstate(P.dstate, [&](auto kN) {
-          lane_fwd<decltype(kN)::value>(P, l, ybuf.data(), cb, heap.data());
+          lane_fwd<decltype(kN)::value>(P, l, out, cb, heap.data());
         });
       }
       in_t* y = sequence_ptrs<in_t, acc_t, acc_t>(P, b, 0, d).y;
-      for (index_t p = 0; p < L; ++p) y[p] = static_cast<in_t>(ybuf[p]);
+      if (transpose) {
+        add_transposed(ybuf.data(), ybufT.data(), y, P.height, P.width);
+      } else {
+        for (index_t p = 0; p < L; ++p) y[p] = static_cast<in_t>(ybuf[p]);
+      }
     }
   }
 }
@@ -541,7 +611,7 @@ void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, acc_t* dBp, ac
   const in_t* dy = l.dy;
   in_t* ddelta = l.ddelta;
   ChunkBuffers<acc_t>& cb = s.cb;
-  StepCore<kN, acc_t> core(l.A, N, s.heap.data());
+  StepCore<kN, in_t, acc_t> core(l.A, N, s.heap.data());
   acc_t dD = 0, dbias = 0;
   for (index_t c = P.n_chunks - 1; c >= 0; --c) {
     const index_t t0 = c * T, len = std::min(T, L - t0);

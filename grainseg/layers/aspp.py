@@ -41,9 +41,12 @@ class EnhancedASPP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b = x.shape[0]
         x_conv = x
-        if x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu")):
+        if (x.device.type == "cpu" and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu"))
+                and torch.is_grad_enabled() and (x.requires_grad or any(c.weight.requires_grad for c in self.convs))):
             # oneDNN in torch's CPU build (2.13, AVX-512) segfaults in the bfloat16 weight gradient of a
-            # dilated conv on a channels-last input (VM-UNet hands this head a permuted view); fp32 is fine
+            # dilated conv on a channels-last input (VM-UNet hands this head a permuted view); fp32 is fine,
+            # and so is inference, which computes no gradient (and saves this copy and the branch
+            # outputs' copies back to channels-last below)
             x_conv = x.contiguous()
         # Computed channels-last throughout, with the 1x1 convs as matrix products over the channels and
         # conv_out as the sum of its per-branch blocks (no concatenation); the pooled branch, constant over

@@ -94,16 +94,21 @@ class SS2D(nn.Module):
     def scan(self, x: Tensor) -> Tensor:
         """The SSM core on a (b, d_inner, h, w) map: projections, then the fused four-direction scan."""
         K, N, R = NUM_DIRECTIONS, self.d_state, self.dt_rank
-        x_dbl = torch.einsum("bdhw,kcd->bkchw", x, self.x_proj_weight)
+        b, d, h, w = x.shape
+        # Both projections as plain (batched) matrix products, whose outputs are already in the layouts
+        # the scan reads: x_proj for all four directions at once, (K (R + 2N), d) @ (b, d, h w), then
+        # dt_proj per direction, (K, d, R) @ (b, K, R, h w) -> (b, K, d, h w).  (The einsums they replace
+        # returned permuted views, and each cost a full strided copy of delta, 4x the size of x.)
+        x_dbl = torch.matmul(self.x_proj_weight.flatten(0, 1), x.reshape(b, d, h * w)).view(b, K, R + 2 * N, h, w)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-        dts = torch.einsum("bkrhw,kdr->bkdhw", dts, self.dt_projs_weight)
+        dts = torch.matmul(self.dt_projs_weight, dts.flatten(3)).view(b, K, d, h, w)
         A = -torch.exp(self.A_logs.float()).view(K, self.d_inner, N)
         return ss2d_scan(
             x,
-            dts.contiguous(),
+            dts,
             A,
-            Bs.contiguous(),
-            Cs.contiguous(),
+            Bs,
+            Cs,
             self.Ds.float().view(K, self.d_inner),
             self.dt_projs_bias.float(),
             delta_softplus=True,

@@ -137,3 +137,18 @@ def test_aspp_bfloat16_backward_on_a_channels_last_input_does_not_crash():
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "ok" in run.stdout, (run.returncode, run.stderr[-2000:])
+
+
+def test_aspp_bfloat16_inference_on_a_channels_last_input_matches_the_guarded_path():
+    # Without gradients the crash cannot happen, so inference keeps the channels-last input (no copies);
+    # it must give what the guarded (contiguous) path gives.
+    torch.manual_seed(0)
+    m = EnhancedASPP(24, 24, rates=(3, 6)).eval()
+    x = torch.randn(2, 32, 32, 24).permute(0, 3, 1, 2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            y_fast = m(x)
+        y_guarded = m(x)  # grad enabled, weights require grad: the contiguous path
+    assert y_guarded.requires_grad and not y_fast.requires_grad
+    torch.testing.assert_close(y_fast.float(), y_guarded.detach().float(), rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(y_fast.float(), m(x).detach(), rtol=5e-2, atol=5e-2)  # against fp32
