@@ -6,7 +6,8 @@
 // Why: at VM-UNet's n = 16 the scan is bound by vector instructions, not memory.  Against the generic
 // loops these save instructions in three places:
 //   * exp: as exp2 of the argument with A pre-scaled by log2(e); 2^k by vscalefps on AVX-512, by
-//     building the exponent bits on AVX2 (11-14 instructions where exp_f32 compiles to about 18);
+//     building the exponent bits on AVX2 (10-13 instructions, 9-12 for bf16 / fp16 inputs, where
+//     exp_f32 compiles to about 18);
 //   * the per-step sums over n (<x, C> in the forward, two sums in the backward): each step stores its
 //     register-wide partial vector, and one transpose-and-add tree sums a register's width of steps at
 //     once (about 2 instructions per step instead of a horizontal reduction per step);
@@ -85,10 +86,9 @@ inline typename I::V exp2_fraction(typename I::V f) {
 
 // The ISA traits: V, kWidth, load / store / set1 / zero / add / mul / fmadd, exp2 and row_sums.
 //   exp2<kFast>(t): 2^t, as exp(t ln 2) to about 1 ulp (kFast: about 2, see exp2_fraction): t = k + f,
-//            k = round(t); t clamped to [-126, 128], i.e.
-//            exp's argument to [-87.34, 88.72] like exp_f32 (scan_math.h): results stay normal at the
-//            bottom and overflow to inf at the top.  max / min take the constant first so that a NaN
-//            t propagates.
+//            k = round(t); t clamped to [-126, 128], i.e. exp's argument to [-87.34, 88.72] like
+//            exp_f32 (scan_math.h): results stay normal at the bottom and overflow to inf at the top.
+//            max / min take the constant first so that a NaN t propagates.
 //   row_sums(v, rows, out): out[i] = sum of row i, for `rows` rows of kWidth floats stored contiguously.
 //            Groups of kWidth rows go through a transpose-and-add tree: pairs within 128-bit lanes
 //            (unpack), quads (shuffle), then across lanes, leaving row i's sum in element i.
