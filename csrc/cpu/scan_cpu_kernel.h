@@ -204,15 +204,22 @@ inline bool transposes_columns(const ScanParams& P) {
 
 constexpr index_t kTransposeTile = 16;
 
-// dst[j * rows + i] = src[i * cols + j] for a rows x cols plane, in tiles.
+// Calls visit(i0, i1, j0, j1) for each kTransposeTile-square tile [i0, i1) x [j0, j1) of a rows x cols
+// plane: the cache blocking shared by the two transposing loops below.
+template <typename Visit>
+void for_each_tile(index_t rows, index_t cols, Visit&& visit) {
+  for (index_t i0 = 0; i0 < rows; i0 += kTransposeTile)
+    for (index_t j0 = 0; j0 < cols; j0 += kTransposeTile)
+      visit(i0, std::min(rows, i0 + kTransposeTile), j0, std::min(cols, j0 + kTransposeTile));
+}
+
+// dst[j * rows + i] = src[i * cols + j] for a rows x cols plane.
 template <typename T>
 void transpose_plane(const T* __restrict src, T* __restrict dst, index_t rows, index_t cols) {
-  for (index_t i0 = 0; i0 < rows; i0 += kTransposeTile)
-    for (index_t j0 = 0; j0 < cols; j0 += kTransposeTile) {
-      const index_t i1 = std::min(rows, i0 + kTransposeTile), j1 = std::min(cols, j0 + kTransposeTile);
-      for (index_t j = j0; j < j1; ++j)
-        for (index_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
-    }
+  for_each_tile(rows, cols, [&](index_t i0, index_t i1, index_t j0, index_t j1) {
+    for (index_t j = j0; j < j1; ++j)
+      for (index_t i = i0; i < i1; ++i) dst[j * rows + i] = src[i * cols + j];
+  });
 }
 
 // out[p] = rowwise[p] + colwise[transposed p], converted to out_t, for a rows x cols plane (colwise holds
@@ -220,13 +227,11 @@ void transpose_plane(const T* __restrict src, T* __restrict dst, index_t rows, i
 template <typename out_t, typename acc_t>
 void add_transposed(const acc_t* __restrict rowwise, const acc_t* __restrict colwise, out_t* __restrict out,
                     index_t rows, index_t cols) {
-  for (index_t i0 = 0; i0 < rows; i0 += kTransposeTile)
-    for (index_t j0 = 0; j0 < cols; j0 += kTransposeTile) {
-      const index_t i1 = std::min(rows, i0 + kTransposeTile), j1 = std::min(cols, j0 + kTransposeTile);
-      for (index_t i = i0; i < i1; ++i)
-        for (index_t j = j0; j < j1; ++j)
-          out[i * cols + j] = static_cast<out_t>(rowwise[i * cols + j] + colwise[j * rows + i]);
-    }
+  for_each_tile(rows, cols, [&](index_t i0, index_t i1, index_t j0, index_t j1) {
+    for (index_t i = i0; i < i1; ++i)
+      for (index_t j = j0; j < j1; ++j)
+        out[i * cols + j] = static_cast<out_t>(rowwise[i * cols + j] + colwise[j * rows + i]);
+  });
 }
 
 // Points the lane of column-major direction k (1 or 3) at transposed planes of u and delta and at the

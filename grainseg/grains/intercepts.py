@@ -104,18 +104,36 @@ def _sample(image: np.ndarray, path: Path) -> np.ndarray:
     return image[ri, ci]
 
 
+def _runs(v: np.ndarray, closed: bool) -> List[Tuple[int, int]]:
+    starts = np.flatnonzero(v[1:] & ~v[:-1]) + 1
+    ends = np.flatnonzero(v[:-1] & ~v[1:])
+    if v[0] and not (closed and v[-1]):
+        starts = np.concatenate([[0], starts])
+    if v[-1]:
+        ends = np.concatenate([ends, [v.size - 1]])
+    if closed and v[0] and v[-1]:
+        ends = ends[1:]  # the head of the run that wraps round belongs to the run starting near the end
+    return [(int(a), int(b)) for a, b in zip(starts, ends)]
+
+
+def boundary_runs(boundary: np.ndarray, path: Path) -> List[Tuple[int, int]]:
+    """(first, last) sample indices of each run of boundary samples along a path, in path order.
+
+    On a closed path a run that wraps from the end to the start is one run, listed from its start near
+    the end with ``last`` clipped to the end; a closed path wholly on the boundary has no runs (it
+    crosses nothing).  On an open path a run at either end is listed.
+    """
+    return _runs(_sample(boundary, path).astype(bool), bool(path[2]))
+
+
 def count_boundary_runs(boundary: np.ndarray, path: Path) -> float:
-    """Intersections of one path with a boolean boundary mask: runs of boundary samples (ends: 1/2)."""
+    """Intersections of one path with a boolean boundary mask: runs of boundary samples.
+
+    A run at the start of an open path counts 1/2 (the line starts inside a boundary).
+    """
     v = _sample(boundary, path).astype(bool)
-    closed = path[2]
-    if not v.any():
-        return 0.0
-    if v.all():
-        return 0.0 if closed else 0.5
-    starts = np.count_nonzero(v[1:] & ~v[:-1])
-    if closed:
-        return float(starts + (1 if (v[0] and not v[-1]) else 0))
-    return float(starts) + (0.5 if v[0] else 0.0)
+    n = float(len(_runs(v, bool(path[2]))))
+    return n - 0.5 if (not path[2] and v[0]) else n
 
 
 def count_label_changes(grains: np.ndarray, path: Path) -> float:

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .intercepts import e112_pattern
+from .intercepts import boundary_runs, e112_pattern
 
 __all__ = ["pattern_overlay", "size_distribution_png", "have_matplotlib"]
 
@@ -37,15 +37,8 @@ def pattern_overlay(rgb: np.ndarray, boundary: np.ndarray, line=(255, 220, 0), m
         ri = np.clip(np.rint(rows).astype(int), 0, h - 1)
         ci = np.clip(np.rint(cols).astype(int), 0, w - 1)
         out[ri, ci] = line
-        v = b[ri, ci]
-        starts = np.flatnonzero(v[1:] & ~v[:-1]) + 1
-        if closed and v[0] and not v[-1]:
-            starts = np.concatenate([[0], starts])
-        for i in starts:
-            j = i
-            while j + 1 < len(v) and v[j + 1]:
-                j += 1
-            k = (i + j) // 2
+        for first, last in boundary_runs(b, (rows, cols, closed)):
+            k = (first + last) // 2
             _dot(out, rows[k], cols[k], radius, mark)
     return out
 

@@ -224,6 +224,33 @@ def get_model_class(class_name: str) -> type:
     raise ValueError(f"unknown architecture {class_name!r}; registered classes: {', '.join(known)}")
 
 
+def _json_form(value: Any) -> Any:
+    # tuples as lists, as a saved config.json holds them
+    if isinstance(value, (list, tuple)):
+        return [_json_form(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_form(v) for k, v in value.items()}
+    return value
+
+
+def preset_of(cls: type, config: Dict[str, Any]) -> Optional[str]:
+    """The registered preset of ``cls`` whose architecture arguments equal those in ``config``, or None.
+
+    A folder saved with ``save_pretrained`` records every ``__init__`` argument but not the preset it was
+    built from; this names it (e.g. ``vmunet_aspp_small``) for logs and run records.  ``in_chans``,
+    ``num_classes`` and ``preprocessing`` are not compared (a preset keeps its name when they change).
+    """
+    params = {n: p for n, p in _init_params(cls).items() if n not in ("in_chans", "num_classes", "preprocessing")}
+    for entry in _MODELS.values():
+        if entry.cls is not cls:
+            continue
+        full = {n: entry.defaults.get(n, p.default) for n, p in params.items()}
+        if all(n in config and _json_form(config[n]) == _json_form(v) for n, v in full.items()
+               if v is not inspect.Parameter.empty):
+            return entry.name
+    return None
+
+
 def register_pretrained(repo_id: str, *, model: str, bundled: Optional[str] = None, description: str = "") -> None:
     """Register a Hub id; ``bundled`` names a folder under grainseg/weights/ tried before the Hub."""
     if "/" not in repo_id:

@@ -38,7 +38,7 @@ def load_init_model(init: str, model_kwargs: Optional[Mapping[str, Any]] = None,
     from grainseg.inference.predict import _sha256
     from grainseg.models.base import check_state_dict
     from grainseg.models.loading import read_config, read_weights, resolve_pretrained
-    from grainseg.models.registry import _entry, get_model_class, pretrained_info
+    from grainseg.models.registry import _entry, get_model_class, preset_of, pretrained_info
 
     kwargs = dict(model_kwargs or {})
     config_path, weights = resolve_pretrained(init)
@@ -72,7 +72,8 @@ def load_init_model(init: str, model_kwargs: Optional[Mapping[str, Any]] = None,
         net.load_state_dict(keep, strict=False)
     registered = pretrained_info(str(init))
     info = {"id": resolve_init_id(init), "sha256": _sha256(weights), "architecture": arch,
-            "model_name": (registered or {}).get("model") or getattr(cls, "model_name", None) or arch,
+            "model_name": ((registered or {}).get("model") or preset_of(cls, config)
+                           or getattr(cls, "model_name", None) or arch),
             "in_chans": int(getattr(net, "in_chans", saved_chans)), "saved_num_classes": saved_classes,
             "head_reinitialised": reinit}
     return net.train(), info

@@ -6,7 +6,7 @@ import pytest
 
 from grainseg.grains import GrainReport, e112_pattern, intercept_from_counts, line_grid, pattern_intercepts
 from grainseg.grains.instances import segment_grains
-from grainseg.grains.intercepts import anisotropy, count_boundary_runs
+from grainseg.grains.intercepts import anisotropy, boundary_runs, count_boundary_runs
 from grainseg.grains.stats import label_interiors, tessellate_grains
 
 
@@ -88,6 +88,38 @@ def test_boundary_run_counting_ends_and_closed_paths():
     line = (np.zeros(10), np.arange(10.0), False)
     assert count_boundary_runs(b, line) == 1.5            # a run cut by the line end counts 1/2
     assert count_boundary_runs(b, (line[0], line[1], True)) == 2.0
+
+
+def _runs_by_walking(v, closed):
+    """Runs of True found by walking the samples one by one (from a False sample when closed)."""
+    n = len(v)
+    if not v.any() or (closed and v.all()):
+        return []
+    first = int(np.flatnonzero(~v)[0]) if closed else 0
+    runs, start = [], None
+    for step in range(n + (1 if closed else 0)):
+        i = (first + step) % n
+        if v[i] and start is None:
+            start = i
+        if start is not None and (not v[i] or (not closed and i == n - 1)):
+            last = i if (v[i] and not closed) else (i - 1) % n
+            runs.append((start, last if last >= start else n - 1))
+            start = None
+    return sorted(runs)
+
+
+def test_boundary_runs_match_a_walk_over_the_samples():
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        n = int(rng.integers(1, 24))
+        v = rng.random(n) < rng.choice([0.2, 0.5, 0.9, 1.0])
+        b = v[None, :]
+        for closed in (False, True):
+            path = (np.zeros(n), np.arange(n, dtype=float), closed)
+            runs = boundary_runs(b, path)
+            assert sorted(runs) == _runs_by_walking(v, closed), (v.astype(int), closed)
+            half = 0.5 if (not closed and v[0]) else 0.0
+            assert count_boundary_runs(b, path) == len(runs) - half
 
 
 def test_anisotropy_of_elongated_grains():

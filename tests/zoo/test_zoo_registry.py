@@ -83,3 +83,13 @@ def test_resnet_encoder_rejects_bad_arguments(kwargs):
 def test_bad_arguments_raise_value_errors_naming_them(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         create_model(name, **{**tiny_config(name), **kwargs})
+
+
+def test_preset_of_names_the_preset_a_saved_config_came_from():
+    from grainseg.models.registry import preset_of
+
+    for name in ("vmunet_aspp", "vmunet_aspp_small", "unet"):
+        model = create_model(name, in_chans=1)  # the input channels are not part of the preset's identity
+        assert preset_of(type(model), model.config) == name
+    tiny = create_model("vmunet_aspp", **tiny_config("vmunet_aspp"))
+    assert preset_of(type(tiny), tiny.config) is None  # no preset has these arguments
