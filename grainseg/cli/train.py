@@ -94,7 +94,8 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--freeze-encoder-epochs", type=int, default=d.get("freeze_encoder_epochs", 0), metavar="N",
                    help="freeze the encoder for the first N epochs (the decoder adapts first)")
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--loss", default="bce", choices=["bce", "dice", "dicece"])
+    p.add_argument("--loss", default="bce", choices=["bce", "dice", "dicece", "boundary-bce"],
+                   help="boundary-bce: BCE weighted up to 5x on a 3 px band around the boundaries")
     p.add_argument("--patience", type=int, default=d.get("patience", 4),
                    help="early stopping: epochs without val-loss improvement (0: off)")
     p.add_argument("--select-on", choices=["val_loss", "val_dice", "val_boundary_f1"], default="val_loss",
