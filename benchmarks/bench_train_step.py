@@ -20,7 +20,9 @@ variant's time (the first of ``--scans`` / ``--amp`` / ``--adam``) by each varia
 the variants' eval-mode logits are compared (against the fused scan at the same amp, and against the
 fp32 variant of the same scan).  ``--forward`` also times the eval-mode forward (no grad) of every
 (scan, amp); ``--profile N`` profiles one step of every variant and keeps its N ops of most self time.
-On CUDA, one more step per variant gives its peak memory.
+On CUDA, one more step per variant gives its peak memory.  The process keeps freed memory as the trainer
+does (``grainseg._allocator.keep_freed_memory``; before 2026-12-03 it did not, so the CPU times and
+profiles of earlier JSONs include glibc's page faults of every large tensor).
 
     python benchmarks/bench_train_step.py --device cpu --models vmunet_aspp,vmunet_aspp_small --batches 1,4 \
         --scans fused --amp off,bf16 --adam loop,fused --forward --profile 12 --out train_step_cpu.json
@@ -244,11 +246,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error("--amp fp16 is the CUDA setting; the CPU's mixed precision is bf16")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from grainseg._allocator import keep_freed_memory
+    kept = keep_freed_memory()  # as the trainer does, so that the times and the profile are a training run's
     fns, notes = scan_functions(args.scans, args.device)
     variants = [(scan, amp, adam) for scan in fns for amp in args.amp for adam in args.adam]
     result = {"machine": machine_info(args.device), "partial": True,
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "statistic": "min (also step_median_s) of the timed steps, variants timed in turns",
+              "malloc_keeps_freed_memory": kept,
               "skipped": {k: v for k, v in notes.items() if k != "mamba_ssm"}, "mamba_ssm": notes.get("mamba_ssm"),
               "rows": [], "materialised_over_fused_step": [], "mamba_over_fused_step": []}
     for model_name in args.models:
