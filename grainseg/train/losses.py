@@ -28,14 +28,21 @@ def _one_hot(logits: Tensor, target: Tensor) -> Tensor:
     return F.one_hot(target.long(), logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
 
 
+def _cross_entropy(logits: Tensor, target: Tensor, reduction: str) -> Tensor:
+    # BCE on one logit channel, cross-entropy over K; reduction "none" gives (B, 1, H, W) either way
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction=reduction)
+    out = F.cross_entropy(logits.float(), target.reshape(target.shape[0], *target.shape[-2:]).long(),
+                          reduction=reduction)
+    return out.unsqueeze(1) if reduction == "none" else out
+
+
 class BCELoss(nn.Module):
     """Binary cross-entropy on logits (the paper's loss); cross-entropy for multi-class logits."""
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check(logits, target)
-        if logits.shape[1] == 1:
-            return F.binary_cross_entropy_with_logits(logits.float(), target.float())
-        return F.cross_entropy(logits.float(), target.reshape(target.shape[0], *target.shape[-2:]).long())
+        return _cross_entropy(logits, target, "mean")
 
 
 class DiceLoss(nn.Module):
@@ -76,6 +83,11 @@ class DiceCELoss(nn.Module):
         return self.ce_weight * self.bce(logits, target) + self.dice_weight * self.dice(logits, target)
 
 
+def _check_band(weight: float, radius: int) -> None:
+    if weight < 0 or radius < 0:
+        raise ValueError(f"weight and radius must be >= 0, got weight={weight}, radius={radius}")
+
+
 def boundary_weights(target: Tensor, weight: float = 4.0, radius: int = 3) -> Tensor:
     """Per-pixel weights (B, 1, H, W) that rise linearly towards the label boundaries of ``target``.
 
@@ -83,8 +95,7 @@ def boundary_weights(target: Tensor, weight: float = 4.0, radius: int = 3) -> Te
     count).  At Chebyshev distance ``d`` from the nearest such pixel the weight is
     ``1 + weight * (1 - d / (radius + 1))`` for ``d <= radius`` and 1 beyond; with ``weight=0`` it is 1.
     """
-    if weight < 0 or radius < 0:
-        raise ValueError(f"weight and radius must be >= 0, got weight={weight}, radius={radius}")
+    _check_band(weight, radius)
     t = target.float()
     if t.dim() == 3:
         t = t.unsqueeze(1)
@@ -105,18 +116,13 @@ class BoundaryBCELoss(nn.Module):
 
     def __init__(self, weight: float = 4.0, radius: int = 3) -> None:
         super().__init__()
-        boundary_weights(torch.zeros(1, 1, 1, 1), weight, radius)  # validates the arguments
+        _check_band(weight, radius)
         self.weight, self.radius = float(weight), int(radius)
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         _check(logits, target)
         w = boundary_weights(target.reshape(target.shape[0], 1, *target.shape[-2:]), self.weight, self.radius)
-        if logits.shape[1] == 1:
-            per_pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
-        else:
-            per_pixel = F.cross_entropy(logits.float(), target.reshape(target.shape[0], *target.shape[-2:]).long(),
-                                        reduction="none").unsqueeze(1)
-        return (per_pixel * w).sum() / w.sum()
+        return (_cross_entropy(logits, target, "none") * w).sum() / w.sum()
 
 
 LOSSES: Dict[str, type] = {"bce": BCELoss, "dice": DiceLoss, "dicece": DiceCELoss, "boundarybce": BoundaryBCELoss}
