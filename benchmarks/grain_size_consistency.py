@@ -29,7 +29,8 @@ RUNS = {
     "vmunet_aspp_small, DiceCE": ("lever_dicece_val.json", None),
     "vmunet_aspp_small, synthetic pre-training": ("lever_synpre_val.json", None),
     "vmunet_aspp_small, synthetic + boundary BCE": ("lever_boundary_val.json", None),
-    "vmunet_aspp_small, native 400 px": ("lever_native400_val.json", None),
+    "vmunet_aspp_small, native 400 px (seed 0)": ("lever_native400_val.json", None),
+    "vmunet_aspp_small, native 400 px seed 1": ("lever_native400_seed1_val.json", None),
     "vmunet_aspp (35.8 M), paper protocol on grouped": ("grain_size_vmunet_aspp_grouped.json", "exone_grouped_val/watershed"),
 }
 
