@@ -9,7 +9,6 @@ instances): mean |dG| planimetric and intercept, with the seconds each took on t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -17,9 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_scan import machine_info  # noqa: E402  (CPU model, flags, torch, commit, date)
-from grain_size_validation import summary_text, write_record  # noqa: E402
-
-SHARED = Path(os.environ.get("GRAINSEG_SHARED", HERE.parents[1] / "shared"))
+from grain_size_validation import SHARED, summary_text, write_record  # noqa: E402
 
 
 def main() -> None:

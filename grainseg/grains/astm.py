@@ -31,6 +31,8 @@ __all__ = [
     "planimetric",
     "intercept",
     "NO_SCALE_NOTE",
+    "DEFAULT_FIELDS",
+    "DEFAULT_LINES",
 ]
 
 #: Why G is missing when no scale is known.
@@ -103,6 +105,12 @@ def jeffries_count(labels: np.ndarray) -> Tuple[int, int, int]:
     return n_all - len(edge) - n_corner_grains, len(edge), n_corner
 
 
+#: The default sub-field grid of :func:`planimetric` and test-line count of :func:`intercept` (per direction),
+#: shared with :class:`grainseg.grains.report.GrainReport` and the benchmarks so that they measure alike.
+DEFAULT_FIELDS: Tuple[int, int] = (3, 3)
+DEFAULT_LINES: int = 10
+
+
 def _field_na(labels: np.ndarray) -> float:
     inside, cut, corner = jeffries_count(labels)
     return (inside + 0.5 * cut + 0.25 * corner) / labels.size
@@ -117,7 +125,9 @@ def _fields(shape: Tuple[int, int], grid: Tuple[int, int]) -> List[Tuple[slice, 
             if ys[i + 1] > ys[i] and xs[j + 1] > xs[j]]
 
 
-def planimetric(labels: np.ndarray, scale: Optional[float] = None, fields: Sequence[int] = (3, 3)) -> Dict[str, Any]:
+def planimetric(
+    labels: np.ndarray, scale: Optional[float] = None, fields: Sequence[int] = DEFAULT_FIELDS
+) -> Dict[str, Any]:
     """Jeffries planimetric grain count and G of a grain tessellation (see the module docstring).
 
     ``fields``: (rows, cols) grid of sub-fields for the 95 % confidence interval ((1, 1): none).
@@ -166,7 +176,7 @@ def _line_positions(n: int, lines: int) -> np.ndarray:
     return np.unique(np.round((np.arange(lines) + 0.5) * n / lines).astype(int).clip(0, n - 1))
 
 
-def intercept(labels: np.ndarray, scale: Optional[float] = None, lines: int = 10) -> Dict[str, Any]:
+def intercept(labels: np.ndarray, scale: Optional[float] = None, lines: int = DEFAULT_LINES) -> Dict[str, Any]:
     """Heyn mean lineal intercept and G from ``lines`` horizontal plus ``lines`` vertical test lines.
 
     A line's length is its pixel count; each change of label between neighbouring pixels is one

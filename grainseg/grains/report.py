@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .astm import NO_SCALE_NOTE, intercept, planimetric
+from .astm import DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, intercept, planimetric
 from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
 from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
 from .plots import pattern_overlay, size_distribution_png
@@ -89,8 +89,8 @@ class GrainReport:
         watershed: bool = False,
         model: Optional[Dict[str, Any]] = None,
         source: Optional[str] = None,
-        lines: int = 10,
-        fields: Sequence[int] = (3, 3),
+        lines: int = DEFAULT_LINES,
+        fields: Sequence[int] = DEFAULT_FIELDS,
         method: str = DEFAULT_INSTANCE_PARAMS["method"],
         core: float = DEFAULT_INSTANCE_PARAMS["core"],
         sigma: float = DEFAULT_INSTANCE_PARAMS["sigma"],
@@ -122,8 +122,8 @@ class GrainReport:
 
     @classmethod
     def from_grains(cls, image: np.ndarray, probability: np.ndarray, mask: np.ndarray, labels: np.ndarray,
-                    grains: np.ndarray, scale: Optional[float] = None, lines: int = 10,
-                    fields: Sequence[int] = (3, 3), model: Optional[Dict[str, Any]] = None,
+                    grains: np.ndarray, scale: Optional[float] = None, lines: int = DEFAULT_LINES,
+                    fields: Sequence[int] = DEFAULT_FIELDS, model: Optional[Dict[str, Any]] = None,
                     source: Optional[str] = None, threshold: float = 0.5) -> "GrainReport":
         """Measure given grains: table, planimetric and Heyn G, E112-pattern counts, anisotropy, warnings.
 
