@@ -71,7 +71,8 @@ def main() -> None:
                 record["results"][f"{name}/{method}"] = {
                     "summary": res["summary"], "instances": res["instances"], "seconds": round(time.perf_counter() - t, 1),
                     "images": [{k: r.get(k) for k in ("image", "dice", "boundary_f1", "adapted_rand_error", "grains_true",
-                                                      "grains_pred", "dG_planimetric", "dG_intercept",
+                                                      "grains_pred", "G_planimetric_true", "G_intercept_true",
+                                                      "G_intercept_direct_e112_true", "dG_planimetric", "dG_intercept",
                                                       "dG_intercept_direct_e112")} for r in res["rows"]]}
                 s = res["summary"]
                 print(f"{name:22s} {method:9s} Dice {s['mean_dice']:.4f} BF1 {s['mean_boundary_f1']:.3f} "

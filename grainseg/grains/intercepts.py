@@ -9,6 +9,15 @@ the grains need not be closed.  Two counts on the same pattern:
 - **label**: changes of grain label along the same path in a grain tessellation; a gap that merges
   two grains removes their shared boundary from the count.
 
+Both counts ignore pixel-staircase flicker: a path sampled at nearest pixels crosses a digitised
+boundary that runs at a shallow angle to it several times (A B A B, or boundary / grain / boundary),
+which on an oblique line or a circle over-counted an isotropic tessellation by 20-30 % (the mean
+intercept 26 px at 45 degrees against 35 px along the rows and 35 px for the exact geometry).  So a run
+shorter than ``min_run`` px (default :data:`MIN_RUN_PX`) between two runs of the same kind is part of
+them: a sliver of grain between two boundary samples, or of a grain between two samples of one other
+grain.  No grain or boundary that narrow is resolved in a micrograph; a thin boundary crossed once keeps
+its count however short its run.
+
 Patterns (all sampled at ``step`` <= 0.5 px, nearest pixel):
 
 - ``"e112"``: E112's figure 5 fitted into the largest centred square of the image: three concentric
@@ -31,10 +40,13 @@ import numpy as np
 from .astm import NO_SCALE_NOTE, _check_scale, _t95, g_from_intercept_mm
 
 __all__ = ["e112_pattern", "line_grid", "count_boundary_runs", "count_label_changes", "pattern_intercepts",
-           "anisotropy", "intercept_from_counts", "MIN_INTERSECTIONS"]
+           "anisotropy", "intercept_from_counts", "MIN_INTERSECTIONS", "MIN_RUN_PX"]
 
 #: E112 asks for about 50 or more intersections per field for a usable estimate.
 MIN_INTERSECTIONS = 50
+
+#: Runs shorter than this (px along the path) between two runs of the same kind are sampling flicker.
+MIN_RUN_PX = 2.0
 
 Path = Tuple[np.ndarray, np.ndarray, bool]  # rows, cols (float), closed
 
@@ -104,56 +116,137 @@ def _sample(image: np.ndarray, path: Path) -> np.ndarray:
     return image[ri, ci]
 
 
-def _runs(v: np.ndarray, closed: bool) -> List[Tuple[int, int]]:
+def _spacing(path: Path) -> float:
+    """Distance between neighbouring samples (the patterns sample uniformly)."""
+    n = len(path[0])
+    return _length(path) / max(1, n if path[2] else n - 1)
+
+
+def _max_sliver(path: Path, min_run: float) -> int:
+    """The most samples a run may hold and still be flicker: its length (samples x spacing) < min_run."""
+    if isinstance(min_run, bool) or not isinstance(min_run, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(min_run) or min_run < 0:
+        raise ValueError(f"min_run must be a finite length >= 0 px, got {min_run!r}")
+    spacing = _spacing(path)
+    return int(math.ceil(min_run / spacing)) - 1 if spacing > 0 and min_run > 0 else 0
+
+
+def _linear_runs(v: np.ndarray) -> List[List[int]]:
     starts = np.flatnonzero(v[1:] & ~v[:-1]) + 1
     ends = np.flatnonzero(v[:-1] & ~v[1:])
-    if v[0] and not (closed and v[-1]):
+    if v[0]:
         starts = np.concatenate([[0], starts])
     if v[-1]:
         ends = np.concatenate([ends, [v.size - 1]])
-    if closed and v[0] and v[-1]:
-        ends = ends[1:]  # the head of the run that wraps round belongs to the run starting near the end
-    return [(int(a), int(b)) for a, b in zip(starts, ends)]
+    return [[int(a), int(b)] for a, b in zip(starts, ends)]
 
 
-def boundary_runs(boundary: np.ndarray, path: Path) -> List[Tuple[int, int]]:
-    """(first, last) sample indices of each run of boundary samples along a path, in path order.
+def _runs(v: np.ndarray, closed: bool, max_gap: int = 0) -> List[Tuple[int, int]]:
+    """(first, last) of each run of True, in path order, runs separated by <= ``max_gap`` False joined.
 
-    On a closed path a run that wraps from the end to the start is one run, listed from its start near
-    the end with ``last`` clipped to the end; a closed path wholly on the boundary has no runs (it
-    crosses nothing).  On an open path a run at either end is listed.
+    On a closed path a run that wraps round is listed from its start near the end with ``last`` clipped
+    to the end; a closed path with no False sample outside such gaps has no runs (it crosses nothing).
     """
-    return _runs(_sample(boundary, path).astype(bool), bool(path[2]))
+    n = v.size
+    if not v.any() or (closed and v.all()):
+        return []
+    shift = int(np.flatnonzero(~v)[0]) if closed else 0  # closed: walk from a False sample
+    runs = _linear_runs(np.roll(v, -shift) if shift else v)
+    joined = [runs[0]]
+    for a, b in runs[1:]:
+        if a - joined[-1][1] - 1 <= max_gap:
+            joined[-1][1] = b
+        else:
+            joined.append([a, b])
+    if closed:
+        wrap = n - 1 - joined[-1][1] + joined[0][0]  # False samples from the last run round to the first
+        if wrap <= max_gap:
+            if len(joined) == 1:
+                return []
+            joined[0][0] = joined.pop()[0] - n  # the last run continues into the first
+    out = []
+    for a, b in joined:
+        a, b = a + shift, b + shift
+        if closed and (a < 0 or a >= n or b >= n):
+            a, b = a % n, b % n
+            if b < a:
+                b = n - 1  # wraps round: listed from its start, clipped to the end
+        out.append((a, b))
+    return sorted(out)
 
 
-def count_boundary_runs(boundary: np.ndarray, path: Path) -> float:
-    """Intersections of one path with a boolean boundary mask: runs of boundary samples.
+def boundary_runs(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX) -> List[Tuple[int, int]]:
+    """(first, last) sample indices of each boundary crossing along a path, in path order.
+
+    Runs of boundary samples, where a sliver of non-boundary shorter than ``min_run`` px between two of
+    them is part of one crossing (pixel-staircase flicker).  On a closed path a run that wraps from the
+    end to the start is one run, listed from its start near the end with ``last`` clipped to the end; a
+    closed path wholly on the boundary has no runs (it crosses nothing).  On an open path a run at
+    either end is listed.
+    """
+    v = _sample(boundary, path).astype(bool)
+    return _runs(v, bool(path[2]), _max_sliver(path, min_run))
+
+
+def count_boundary_runs(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX) -> float:
+    """Intersections of one path with a boolean boundary mask: its :func:`boundary_runs`.
 
     A run at the start of an open path counts 1/2 (the line starts inside a boundary).
     """
-    v = _sample(boundary, path).astype(bool)
-    n = float(len(_runs(v, bool(path[2]))))
-    return n - 0.5 if (not path[2] and v[0]) else n
+    runs = boundary_runs(boundary, path, min_run)
+    return float(len(runs)) - (0.5 if (runs and not path[2] and runs[0][0] == 0) else 0.0)
 
 
-def count_label_changes(grains: np.ndarray, path: Path) -> float:
-    """Intersections of one path with the boundaries of a grain tessellation: label changes."""
+def count_label_changes(grains: np.ndarray, path: Path, min_run: float = MIN_RUN_PX) -> float:
+    """Intersections of one path with the boundaries of a grain tessellation: label changes.
+
+    A run of one label shorter than ``min_run`` px between two runs of one other label is flicker
+    (A B A counts no change); what remains counts one change per neighbouring pair of runs.
+    """
     v = _sample(grains, path)
-    n = np.count_nonzero(v[1:] != v[:-1])
-    if path[2]:
-        n += int(v[0] != v[-1])
+    closed = bool(path[2])
+    cut = np.flatnonzero(v[1:] != v[:-1]) + 1
+    if cut.size == 0:
+        return 0.0
+    if closed and v[0] == v[-1]:
+        v = np.roll(v, -int(cut[0]))  # start at a change so that no run wraps round
+        cut = np.flatnonzero(v[1:] != v[:-1]) + 1
+    labels = list(v[np.concatenate([[0], cut])])
+    sizes = list(np.diff(np.concatenate([[0], cut, [v.size]])))
+    max_sliver = _max_sliver(path, min_run)
+    i = 0
+    while len(labels) > 2 and i < len(labels):  # drop a sliver between two runs of one label, join them
+        m = len(labels)
+        if not closed and (i == 0 or i == m - 1):
+            i += 1
+            continue
+        before, after = (i - 1) % m, (i + 1) % m
+        if sizes[i] <= max_sliver and labels[before] == labels[after]:
+            if after == 0:  # closed, the last run: it and the first run fold into the one before
+                sizes[before] += sizes[i] + sizes[0]
+                del labels[i], sizes[i]
+                del labels[0], sizes[0]
+            else:
+                sizes[before] += sizes[i] + sizes[after]
+                del labels[i:i + 2], sizes[i:i + 2]
+            i = max(0, i - 2)  # the joined run may now make a sliver before it foldable
+        else:
+            i += 1
+    n = len(labels) - 1
+    if closed and len(labels) > 1 and labels[0] != labels[-1]:
+        n += 1
     return float(n)
 
 
 def pattern_intercepts(paths: Sequence[Path], boundary: Optional[np.ndarray] = None,
-                       grains: Optional[np.ndarray] = None) -> Dict[str, Any]:
+                       grains: Optional[np.ndarray] = None, min_run: float = MIN_RUN_PX) -> Dict[str, Any]:
     """Per-path lengths and counts (``direct`` from ``boundary``, ``label`` from ``grains``)."""
     out: Dict[str, Any] = {"lengths_px": [_length(p) for p in paths]}
     if boundary is not None:
         b = np.asarray(boundary).astype(bool)
-        out["direct"] = [count_boundary_runs(b, p) for p in paths]
+        out["direct"] = [count_boundary_runs(b, p, min_run) for p in paths]
     if grains is not None:
-        out["label"] = [count_label_changes(np.asarray(grains), p) for p in paths]
+        out["label"] = [count_label_changes(np.asarray(grains), p, min_run) for p in paths]
     return out
 
 
