@@ -28,6 +28,11 @@ OURS = [("ours: vmunet_aspp_small, paper split, paper test (0.1)", 90.20, "#e39b
         ("ours: vmunet_aspp_small, grouped split, grouped test (0.2)", 90.92, "#c0392b"),
         ("ours: vmunet_aspp, paper protocol, 20 epochs, paper test", mean_dice("eval_vmunet_aspp_paper_paper_test.json"),
          "#8e44ad"),
+        ("ours: vmunet_aspp, grouped split, grouped test", mean_dice("eval_vmunet_aspp_grouped_grouped_test.json"),
+         "#6c3483"),
+        ("ours: vmunet small (no ASPP), grouped split, grouped test",
+         100 * json.loads((RESULTS / "ablation_noaspp_small.json").read_text())["results"]["test/none"]["tiles"]["dice"],
+         "#d35400"),
         ("all grain (paper test)", 88.2, "#999999"), ("all grain (grouped test)", 88.4, "#bbbbbb")]
 
 
