@@ -32,6 +32,8 @@ RUNS = {
     "vmunet_aspp_small, native 400 px (seed 0)": ("lever_native400_val.json", None),
     "vmunet_aspp_small, native 400 px seed 1": ("lever_native400_seed1_val.json", None),
     "vmunet_aspp (35.8 M), paper protocol on grouped": ("grain_size_vmunet_aspp_grouped.json", "exone_grouped_val/watershed"),
+    "vmunet_aspp_small, 45 epochs": ("lever_ep45_val.json", None),
+    "vmunet small without ASPP (ablation)": ("ablation_noaspp_small.json", None),
 }
 
 
