@@ -195,7 +195,7 @@ Lane<in_t, acc_t> make_lane(const Params& P, const index_t* positions, const ind
 // per (b, d) (u: shared by directions 1 and 3) or per lane (delta).  On the transposed (width x height)
 // grid direction 1 is the row-major order and direction 3 the reverse one, i.e. directions 0 and 2, whose
 // position and step tables the lane then takes; their sum goes to a transposed buffer added back into y.
-// (The same in the backward, with dy, du and ddelta transposed too, measured no faster: not used there.)
+// The backward does the same for large grids only (scan_bwd_cpu: direction-major lanes).
 
 // Whether a call's column-major lanes run transposed: SS2D calls on a grid of more than one row and column.
 inline bool transposes_columns(const ScanParams& P) {
@@ -596,13 +596,17 @@ inline std::vector<ChannelBlock> channel_blocks(const ScanParams& P) {
   return blocks;
 }
 
-// Per-thread buffers of the backward: recomputed states and decays of one chunk, du of one channel.
-template <typename acc_t>
+// Per-thread buffers of the backward: recomputed states and decays of one chunk; du of a block's channels,
+// and, when the column-major lanes run transposed (LT = L, else 0), their du (transposed, per channel) and
+// the transposed planes of one lane (u, dy, delta, ddelta).
+template <typename in_t, typename acc_t>
 struct BwdScratch {
   ChunkBuffers<acc_t> cb;
-  AlignedVector<acc_t> xs, decay, heap, zero, du;
-  BwdScratch(index_t chunk, index_t N, index_t L)
-      : cb(chunk), xs(chunk * N), decay(chunk * N), heap(3 * N), zero(N, acc_t(0)), du(L) {}
+  AlignedVector<acc_t> xs, decay, heap, zero, du, duT;
+  AlignedVector<in_t> uT, dyT, deltaT, ddeltaT;
+  BwdScratch(index_t chunk, index_t N, index_t L, index_t LT, index_t channels)
+      : cb(chunk), xs(chunk * N), decay(chunk * N), heap(3 * N), zero(N, acc_t(0)), du(channels * L),
+        duT(channels * LT), uT(LT), dyT(LT), deltaT(LT), ddeltaT(LT) {}
 };
 
 // Backward of one lane (made from the ScanBwdParams: it points at dy and ddelta): walks the chunks in
@@ -611,7 +615,7 @@ struct BwdScratch {
 // ddelta_bias of (k, d); writes ddelta.
 template <index_t kN, typename in_t, typename acc_t>
 void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, acc_t* dBp, acc_t* dCp, acc_t* dA_out,
-              acc_t& dD_out, acc_t& dbias_out, BwdScratch<acc_t>& s) {
+              acc_t& dD_out, acc_t& dbias_out, acc_t* du_acc, BwdScratch<in_t, acc_t>& s) {
   const index_t L = P.seqlen, N = P.dstate, T = P.chunk;
   const in_t* dy = l.dy;
   in_t* ddelta = l.ddelta;
@@ -643,7 +647,7 @@ void lane_bwd(const ScanBwdParams& P, const Lane<in_t, acc_t>& l, acc_t* dBp, ac
         dd[j] = ddj;
         d_dtu[j] = d_dtu[j] * dtv[j] + g[j] * Dv;
       }
-      acc_t* __restrict du = s.du.data();
+      acc_t* __restrict du = du_acc;
 #pragma omp simd
       for (index_t j = 0; j < len; ++j) {  // a chunk's positions are distinct
         const index_t p = at(j);
@@ -675,6 +679,10 @@ void reduce_partials(const std::vector<const acc_t*>& parts, const index_t* orde
   }
 }
 
+// Above this many bytes of step rows per channel (B, C, dB, dC of every direction) the backward runs a
+// block's lanes direction-major (scan_bwd_cpu).  About half of a 2 MiB L2 cache per core.
+constexpr index_t kBwdRowsCacheBytes = index_t(1) << 20;
+
 template <typename in_t, typename acc_t>
 void scan_bwd_cpu(const ScanBwdParams& P) {
   const index_t L = P.seqlen, N = P.dstate, K = P.n_dirs;
@@ -693,11 +701,24 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
   std::fill(dD, dD + K * P.dim, acc_t(0));
   std::fill(dbias, dbias + K * P.dim, acc_t(0));
   const index_t n_step_tiles = std::max<index_t>(1, std::min<index_t>(L, 4 * max_threads()));
+  // Lane order within a block.  Channel-major (each channel's K lanes in turn) keeps the channel's u, dy
+  // and du in cache across its directions.  Once a channel's step rows (B, C, dB, dC of all K
+  // directions) outgrow the L2 cache (4 MiB at 64 x 64, n = 16), every lane streamed them from L3:
+  // then direction-major (the block's lanes of direction k in turn, sharing that direction's rows), with
+  // the column-major lanes on transposed planes as in the forward (their strided gathers and scatters cost
+  // more when the rows no longer hide them).  Measured at VM-UNet-ASPP's 192 x 64^2, one thread: 19.2 ->
+  // 15.7 ns per lane-step; at 32^2 and 16^2 (rows 1 MiB, 256 KiB) channel-major was 4 % faster.
+  // The summation order of dB / dC (channels in order per direction) is the same in both orders.
+  const bool direction_major = K * 4 * part * static_cast<index_t>(sizeof(acc_t)) > kBwdRowsCacheBytes;
+  const bool transpose = direction_major && transposes_columns(P);
+  const index_t H = P.height, Wd = P.width, LT = transpose ? L : 0;
+  index_t max_block = 0;
+  for (const ChannelBlock& blk : blocks) max_block = std::max(max_block, blk.end - blk.begin);
 
   for (index_t b = 0; b < P.batch; ++b) {
 #pragma omp parallel
     {
-      BwdScratch<acc_t> scratch(P.chunk, N, L);
+      BwdScratch<in_t, acc_t> scratch(P.chunk, N, L, LT, max_block);
 #pragma omp for schedule(dynamic, 1)
       for (index_t j = 0; j < nblk; ++j) {
         const ChannelBlock& blk = blocks[j];
@@ -705,19 +726,45 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
         acc_t* dCj = dCpart.data() + j * K * part;
         std::fill(dBj, dBj + K * part, acc_t(0));
         std::fill(dCj, dCj + K * part, acc_t(0));
-        for (index_t d = blk.begin; d < blk.end; ++d) {
-          std::fill(scratch.du.begin(), scratch.du.end(), acc_t(0));
-          for (index_t k = 0; k < K; ++k) {
-            const Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), steps.data(), bc, b, k, d);
-            const index_t kd = k * P.dim + d;
-            with_fixed_dstate(N, [&](auto kN) {
-              lane_bwd<decltype(kN)::value>(P, l, dBj + k * part, dCj + k * part, dA + kd * N, dD[kd], dbias[kd],
-                                            scratch);
-            });
-          }
+        std::fill(scratch.du.begin(), scratch.du.end(), acc_t(0));
+        std::fill(scratch.duT.begin(), scratch.duT.end(), acc_t(0));
+        const index_t nb = blk.end - blk.begin;
+        // du of channel d is complete after its last lane: convert it (and add the transposed lanes').
+        const auto finish_du = [&](index_t d) {
           in_t* du = sequence_ptrs<in_t, acc_t, acc_t>(P, b, 0, d).du;
-          for (index_t p = 0; p < L; ++p) du[p] = static_cast<in_t>(scratch.du[p]);
+          const acc_t* src = scratch.du.data() + (d - blk.begin) * L;
+          if (transpose) {
+            add_transposed(src, scratch.duT.data() + (d - blk.begin) * L, du, H, Wd);
+          } else {
+            for (index_t p = 0; p < L; ++p) du[p] = static_cast<in_t>(src[p]);
+          }
+        };
+        for (index_t q = 0; q < K * nb; ++q) {
+          const index_t k = direction_major ? q / nb : q % K;
+          const index_t d = blk.begin + (direction_major ? q % nb : q / K);
+          Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), steps.data(), bc, b, k, d);
+          const index_t kd = k * P.dim + d;
+          acc_t* du_acc = scratch.du.data() + (d - blk.begin) * L;
+          in_t* ddelta = nullptr;  // set: the lane writes ddeltaT, transposed back after it
+          if (transpose && (k & 1)) {
+            transpose_plane(l.u, scratch.uT.data(), H, Wd);
+            transpose_plane(l.dy, scratch.dyT.data(), H, Wd);
+            transpose_plane(l.delta, scratch.deltaT.data(), H, Wd);
+            run_on_transposed(l, P, positions.data(), steps.data(), k, scratch.uT.data(), scratch.deltaT.data());
+            l.dy = scratch.dyT.data();
+            ddelta = l.ddelta;
+            l.ddelta = scratch.ddeltaT.data();
+            du_acc = scratch.duT.data() + (d - blk.begin) * L;
+          }
+          with_fixed_dstate(N, [&](auto kN) {
+            lane_bwd<decltype(kN)::value>(P, l, dBj + k * part, dCj + k * part, dA + kd * N, dD[kd], dbias[kd],
+                                          du_acc, scratch);
+          });
+          if (ddelta) transpose_plane(scratch.ddeltaT.data(), ddelta, Wd, H);
+          if (!direction_major && k == K - 1) finish_du(d);
         }
+        if (direction_major)
+          for (index_t d = blk.begin; d < blk.end; ++d) finish_du(d);
       }
       // Reduce the partials of every (direction, group) in block order, tiled over steps.
       const index_t nG = std::max(P.n_groups_B, P.n_groups_C);

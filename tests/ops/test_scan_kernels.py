@@ -197,6 +197,27 @@ def test_fp32_chunk_tails_agree():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("hw,c,n,dtype", [((20, 72), 3, 16, torch.float32), ((20, 36), 2, 16, torch.float64),
+                                         ((24, 24), 2, 32, torch.float32)])
+def test_large_grid_backward_matches_reference(hw, c, n, dtype):
+    """Grids whose step rows per channel (B, C, dB, dC of the 4 directions) exceed 1 MiB run the backward
+    direction-major, with the column-major lanes on transposed planes (kBwdRowsCacheBytes in
+    scan_cpu_kernel.h): every gradient against the reference, on non-square grids, and the same bits for
+    1 and 2 threads."""
+    assert 4 * 4 * hw[0] * hw[1] * n * (8 if dtype == torch.float64 else 4) > 2 ** 20
+    args = ss2d_inputs(2, c, *hw, n, dtype)
+    check_against_reference(ss2d_scan, args, dtype, delta_softplus=True)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1, g1 = grads_of(ss2d_scan, args)
+        torch.set_num_threads(2)
+        y2, g2 = grads_of(ss2d_scan, args)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(y1, y2) and all(torch.equal(g1[k], g2[k]) for k in g1)
+
+
 def test_backward_is_deterministic_across_runs_and_threads():
     args = ss2d_inputs(2, 24, 12, 10, 8, torch.float32)
     before = torch.get_num_threads()
