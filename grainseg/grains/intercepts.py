@@ -4,8 +4,11 @@ E112 (section 13) and E1382 count the intersections P of a test pattern with the
 the grains need not be closed.  Two counts on the same pattern:
 
 - **direct**: runs of boundary pixels met along each test line or circle (a boundary crossed at any
-  angle is one run; a run cut by the end of an open line counts one half, as E112 counts a line
-  ending in a boundary).  A gap elsewhere in the boundary network changes nothing.
+  angle is one run; a run cut by either end of an open line counts one half, as E112 counts a line
+  ending in a boundary).  A gap elsewhere in the boundary network changes nothing.  A path that passes
+  a triple junction inside a wide band crosses two boundaries in one run: the run counts the changes of
+  *zone* along it (each pixel's nearest connected non-boundary region, :func:`boundary_zones`), at least
+  one, so a dangling stroke or a boundary with a gap elsewhere still counts once.
 - **label**: changes of grain label along the same path in a grain tessellation; a gap that merges
   two grains removes their shared boundary from the count.
 
@@ -39,14 +42,18 @@ import numpy as np
 
 from .astm import NO_SCALE_NOTE, _check_scale, _t95, g_from_intercept_mm
 
-__all__ = ["e112_pattern", "line_grid", "count_boundary_runs", "count_label_changes", "pattern_intercepts",
-           "anisotropy", "intercept_from_counts", "MIN_INTERSECTIONS", "MIN_RUN_PX"]
+__all__ = ["e112_pattern", "line_grid", "boundary_zones", "run_crossings", "count_boundary_runs",
+           "count_label_changes", "pattern_intercepts", "anisotropy", "intercept_from_counts",
+           "MIN_INTERSECTIONS", "MIN_RUN_PX", "MIN_ZONE_AREA"]
 
 #: E112 asks for about 50 or more intersections per field for a usable estimate.
 MIN_INTERSECTIONS = 50
 
 #: Runs shorter than this (px along the path) between two runs of the same kind are sampling flicker.
 MIN_RUN_PX = 2.0
+
+#: Non-boundary regions smaller than this (px) are specks inside a band, not grains, for the zones.
+MIN_ZONE_AREA = 10
 
 Path = Tuple[np.ndarray, np.ndarray, bool]  # rows, cols (float), closed
 
@@ -188,32 +195,77 @@ def boundary_runs(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX)
     return _runs(v, bool(path[2]), _max_sliver(path, min_run))
 
 
-def count_boundary_runs(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX) -> float:
-    """Intersections of one path with a boolean boundary mask: its :func:`boundary_runs`.
+def boundary_zones(boundary: np.ndarray, min_area: int = MIN_ZONE_AREA) -> np.ndarray:
+    """Zones of influence of the non-boundary regions: every pixel labelled with its nearest region.
 
-    A run at the start of an open path counts 1/2 (the line starts inside a boundary).
+    The regions are the 4-connected components of ``~boundary`` of at least ``min_area`` px (smaller ones
+    are specks inside a band).  Unlike grains these need no closed boundaries: two grains joined through a
+    gap are one region.  The direct count uses them to see two boundaries in one run of boundary pixels.
     """
-    runs = boundary_runs(boundary, path, min_run)
-    return float(len(runs)) - (0.5 if (runs and not path[2] and runs[0][0] == 0) else 0.0)
+    from .stats import label_interiors, tessellate_grains
+
+    b = np.asarray(boundary)
+    if b.ndim != 2 or b.size == 0:
+        raise ValueError(f"boundary must be a non-empty (H, W) mask, got shape {b.shape}")
+    return tessellate_grains(label_interiors(~b.astype(bool), min_area=min_area))
 
 
-def count_label_changes(grains: np.ndarray, path: Path, min_run: float = MIN_RUN_PX) -> float:
-    """Intersections of one path with the boundaries of a grain tessellation: label changes.
+def run_crossings(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX,
+                  zones: Optional[np.ndarray] = None) -> List[Tuple[int, int, float]]:
+    """(first sample, samples, crossings) of each boundary run along a path, in path order.
 
-    A run of one label shorter than ``min_run`` px between two runs of one other label is flicker
-    (A B A counts no change); what remains counts one change per neighbouring pair of runs.
+    Runs as in :func:`boundary_runs` (a run may wrap round a closed path: its samples continue from the
+    end to the start).  Without ``zones`` every run is one crossing.  With ``zones``
+    (:func:`boundary_zones` of the mask) a run crosses as many boundaries as it meets zones, from the
+    region before it to the region after it, less one, and at least one: two where the path passes a
+    triple junction inside a wide band, one for a stroke with the same region on both sides or a path
+    that meanders along a band between two grains.  A run cut by either end of an open path counts half.
     """
-    v = _sample(grains, path)
-    closed = bool(path[2])
+    v = _sample(boundary, path).astype(bool)
+    closed, n = bool(path[2]), v.size
+    max_sliver = _max_sliver(path, min_run)
+    if not v.any() or (closed and v.all()):
+        return []
+    shift = 0
+    if closed:  # start at the longest stretch of non-boundary samples: then no run wraps round
+        start = int(np.flatnonzero(v & ~np.roll(v, 1))[0])
+        gaps = _linear_runs(~np.roll(v, -start))
+        first, last = max(gaps, key=lambda g: g[1] - g[0])
+        if last - first + 1 <= max_sliver:
+            return []  # only slivers between the runs: the path lies along one boundary, crossing nothing
+        shift = (start + first) % n
+    v = np.roll(v, -shift)
+    z = None if zones is None else np.roll(_sample(zones, path), -shift)
+    out = []
+    for a, b in _runs(v, False, max_sliver):
+        k = 1.0
+        if z is not None:
+            k = float(max(1, len(set(_fold_slivers(z[max(a - 1, 0):b + 2], max_sliver))) - 1))
+        if not closed:
+            k *= 1.0 - 0.5 * (a == 0) - 0.5 * (b == n - 1)
+        out.append(((a + shift) % n, b - a + 1, k))
+    return sorted(out)
+
+
+def count_boundary_runs(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX,
+                        zones: Optional[np.ndarray] = None) -> float:
+    """Intersections of one path with a boolean boundary mask: the sum of its :func:`run_crossings`
+    (one per run without ``zones``; a run cut by either end of an open path counts half)."""
+    return float(sum(k for _, _, k in run_crossings(boundary, path, min_run, zones)))
+
+
+def _fold_slivers(v: np.ndarray, max_sliver: int, closed: bool = False) -> List[Any]:
+    """The values of the runs along a sampled path, in order, a run of at most ``max_sliver`` samples
+    between two runs of one other value folded into them (flicker).  Closed: starts at a change, so that
+    no run wraps round."""
     cut = np.flatnonzero(v[1:] != v[:-1]) + 1
     if cut.size == 0:
-        return 0.0
+        return [v[0]] if v.size else []
     if closed and v[0] == v[-1]:
-        v = np.roll(v, -int(cut[0]))  # start at a change so that no run wraps round
+        v = np.roll(v, -int(cut[0]))
         cut = np.flatnonzero(v[1:] != v[:-1]) + 1
     labels = list(v[np.concatenate([[0], cut])])
     sizes = list(np.diff(np.concatenate([[0], cut, [v.size]])))
-    max_sliver = _max_sliver(path, min_run)
     i = 0
     while len(labels) > 2 and i < len(labels):  # drop a sliver between two runs of one label, join them
         m = len(labels)
@@ -232,19 +284,40 @@ def count_label_changes(grains: np.ndarray, path: Path, min_run: float = MIN_RUN
             i = max(0, i - 2)  # the joined run may now make a sliver before it foldable
         else:
             i += 1
+    return labels
+
+
+def _label_changes(v: np.ndarray, closed: bool, max_sliver: int) -> int:
+    """Changes of value along a sampled path, flicker folded (:func:`_fold_slivers`)."""
+    labels = _fold_slivers(v, max_sliver, closed)
     n = len(labels) - 1
     if closed and len(labels) > 1 and labels[0] != labels[-1]:
         n += 1
-    return float(n)
+    return max(n, 0)
+
+
+def count_label_changes(grains: np.ndarray, path: Path, min_run: float = MIN_RUN_PX) -> float:
+    """Intersections of one path with the boundaries of a grain tessellation: label changes.
+
+    A run of one label shorter than ``min_run`` px between two runs of one other label is flicker
+    (A B A counts no change); what remains counts one change per neighbouring pair of runs.
+    """
+    return float(_label_changes(_sample(grains, path), bool(path[2]), _max_sliver(path, min_run)))
 
 
 def pattern_intercepts(paths: Sequence[Path], boundary: Optional[np.ndarray] = None,
-                       grains: Optional[np.ndarray] = None, min_run: float = MIN_RUN_PX) -> Dict[str, Any]:
-    """Per-path lengths and counts (``direct`` from ``boundary``, ``label`` from ``grains``)."""
+                       grains: Optional[np.ndarray] = None, min_run: float = MIN_RUN_PX,
+                       junctions: bool = True) -> Dict[str, Any]:
+    """Per-path lengths and counts (``direct`` from ``boundary``, ``label`` from ``grains``).
+
+    ``junctions``: the direct count sees two boundaries in a run that passes a triple junction
+    (:func:`count_boundary_runs` with :func:`boundary_zones`); False counts every run once.
+    """
     out: Dict[str, Any] = {"lengths_px": [_length(p) for p in paths]}
     if boundary is not None:
         b = np.asarray(boundary).astype(bool)
-        out["direct"] = [count_boundary_runs(b, p, min_run) for p in paths]
+        zones = boundary_zones(b) if junctions else None
+        out["direct"] = [count_boundary_runs(b, p, min_run, zones) for p in paths]
     if grains is not None:
         out["label"] = [count_label_changes(np.asarray(grains), p, min_run) for p in paths]
     return out
@@ -287,7 +360,7 @@ def intercept_from_counts(counts: Sequence[float], lengths: Sequence[float], sca
 
 
 def anisotropy(boundary: np.ndarray, spacing: Optional[float] = None, directions: int = 8,
-               scale: Optional[float] = None) -> Dict[str, Any]:
+               scale: Optional[float] = None, junctions: bool = True) -> Dict[str, Any]:
     """Directional mean intercepts from a rotated line grid of the boundary mask (direct count).
 
     ``spacing`` defaults to 1/12 of the shorter side.  ``anisotropy_index`` is the largest over the
@@ -300,12 +373,13 @@ def anisotropy(boundary: np.ndarray, spacing: Optional[float] = None, directions
         raise ValueError(f"directions must be an int >= 2, got {directions!r}")
     spacing = float(spacing) if spacing else max(2.0, min(b.shape) / 12.0)
     u = 1.0 if scale is None else float(scale)
+    zones = boundary_zones(b) if junctions else None
     rows = []
     for k in range(directions):
         ang = 180.0 * k / directions
         paths = line_grid(b.shape, ang, spacing)
-        res = pattern_intercepts(paths, boundary=b)
-        p, length = float(sum(res["direct"])), float(sum(res["lengths_px"]))
+        p = float(sum(count_boundary_runs(b, path, zones=zones) for path in paths))
+        length = float(sum(_length(path) for path in paths))
         rows.append({"angle_deg": ang, "intersections": p, "line_length_px": length,
                      "mean_intercept": (length / p * u) if p > 0 else None})
     vals = [r["mean_intercept"] for r in rows]

@@ -13,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from .intercepts import boundary_runs, e112_pattern
+from .intercepts import boundary_zones, e112_pattern, run_crossings
 
 __all__ = ["pattern_overlay", "size_distribution_png", "have_matplotlib"]
 
@@ -28,18 +28,23 @@ def _dot(img: np.ndarray, r: float, c: float, radius: int, color) -> None:
 
 
 def pattern_overlay(rgb: np.ndarray, boundary: np.ndarray, line=(255, 220, 0), mark=(230, 0, 0)) -> np.ndarray:
-    """uint8 RGB copy of ``rgb`` with the E112 pattern drawn and its boundary crossings marked."""
+    """uint8 RGB copy of ``rgb`` with the E112 pattern drawn and its boundary crossings marked: one dot
+    per crossing of the direct count, spread along a run that crosses several boundaries (a triple
+    junction inside a band)."""
     out = np.array(rgb, dtype=np.uint8, copy=True)
     b = np.asarray(boundary).astype(bool)
     h, w = b.shape
     radius = max(2, round(min(h, w) / 250))
+    zones = boundary_zones(b)
     for rows, cols, closed in e112_pattern(b.shape):
         ri = np.clip(np.rint(rows).astype(int), 0, h - 1)
         ci = np.clip(np.rint(cols).astype(int), 0, w - 1)
         out[ri, ci] = line
-        for first, last in boundary_runs(b, (rows, cols, closed)):
-            k = (first + last) // 2
-            _dot(out, rows[k], cols[k], radius, mark)
+        for first, samples, crossings in run_crossings(b, (rows, cols, closed), zones=zones):
+            dots = max(1, int(round(crossings)))
+            for j in range(dots):
+                k = (first + (2 * j + 1) * samples // (2 * dots)) % len(rows)
+                _dot(out, rows[k], cols[k], radius, mark)
     return out
 
 
