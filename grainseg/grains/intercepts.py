@@ -221,6 +221,8 @@ def run_crossings(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX,
     triple junction inside a wide band, one for a stroke with the same region on both sides or a path
     that meanders along a band between two grains.  A run cut by either end of an open path counts half.
     """
+    if zones is not None and np.shape(zones) != np.shape(boundary):
+        raise ValueError(f"zones must have the boundary's shape {np.shape(boundary)}, got {np.shape(zones)}")
     v = _sample(boundary, path).astype(bool)
     closed, n = bool(path[2]), v.size
     max_sliver = _max_sliver(path, min_run)

@@ -110,8 +110,13 @@ def test_direct_count_sees_a_triple_junction_inside_a_band():
     assert count_boundary_runs(wrap, line(12, True), zones=row(4, 4, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1)) == 2
     ends = row(1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1).astype(bool)   # runs at both ends of an open line
     assert count_boundary_runs(ends, line(12), zones=row(1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2)) == 1.0
-    z = boundary_zones(np.pad(np.ones((3, 3), bool), 2))           # one region: everything is zone 1
-    assert z.shape == (7, 7) and set(np.unique(z)) == {1}
+    z = boundary_zones(np.pad(np.zeros((4, 4), bool), 2, constant_values=True))  # one region: all zone 1
+    assert z.shape == (8, 8) and set(np.unique(z)) == {1}
+    assert not boundary_zones(np.pad(np.zeros((3, 3), bool), 2, constant_values=True)).any()  # 9 px: a speck
+    with pytest.raises(ValueError, match="zones must have the boundary's shape"):
+        count_boundary_runs(b, line(12), zones=np.ones((2, 12), int))
+    with pytest.raises(ValueError, match="boundary must be a non-empty"):
+        boundary_zones(np.zeros((3, 3, 3), bool))
 
 
 def _runs_by_walking(v, closed):
