@@ -718,7 +718,7 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
   for (index_t b = 0; b < P.batch; ++b) {
 #pragma omp parallel
     {
-      BwdScratch<in_t, acc_t> scratch(P.chunk, N, L, LT, max_block);
+      BwdScratch<in_t, acc_t> scratch(P.chunk, N, L, LT, direction_major ? max_block : 1);
 #pragma omp for schedule(dynamic, 1)
       for (index_t j = 0; j < nblk; ++j) {
         const ChannelBlock& blk = blocks[j];
@@ -729,12 +729,15 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
         std::fill(scratch.du.begin(), scratch.du.end(), acc_t(0));
         std::fill(scratch.duT.begin(), scratch.duT.end(), acc_t(0));
         const index_t nb = blk.end - blk.begin;
-        // du of channel d is complete after its last lane: convert it (and add the transposed lanes').
+        // du of channel d accumulates in its own row of the scratch (direction-major) or in row 0 (one
+        // channel at a time); complete after the channel's last lane: convert it (and add the transposed
+        // lanes').
+        const auto du_row = [&](index_t d) { return direction_major ? (d - blk.begin) * L : index_t(0); };
         const auto finish_du = [&](index_t d) {
           in_t* du = sequence_ptrs<in_t, acc_t, acc_t>(P, b, 0, d).du;
-          const acc_t* src = scratch.du.data() + (d - blk.begin) * L;
+          const acc_t* src = scratch.du.data() + du_row(d);
           if (transpose) {
-            add_transposed(src, scratch.duT.data() + (d - blk.begin) * L, du, H, Wd);
+            add_transposed(src, scratch.duT.data() + du_row(d), du, H, Wd);
           } else {
             for (index_t p = 0; p < L; ++p) du[p] = static_cast<in_t>(src[p]);
           }
@@ -744,7 +747,7 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
           const index_t d = blk.begin + (direction_major ? q % nb : q / K);
           Lane<in_t, acc_t> l = make_lane<in_t, acc_t>(P, positions.data(), steps.data(), bc, b, k, d);
           const index_t kd = k * P.dim + d;
-          acc_t* du_acc = scratch.du.data() + (d - blk.begin) * L;
+          acc_t* du_acc = scratch.du.data() + du_row(d);
           in_t* ddelta = nullptr;  // set: the lane writes ddeltaT, transposed back after it
           if (transpose && (k & 1)) {
             transpose_plane(l.u, scratch.uT.data(), H, Wd);
@@ -754,14 +757,17 @@ void scan_bwd_cpu(const ScanBwdParams& P) {
             l.dy = scratch.dyT.data();
             ddelta = l.ddelta;
             l.ddelta = scratch.ddeltaT.data();
-            du_acc = scratch.duT.data() + (d - blk.begin) * L;
+            du_acc = scratch.duT.data() + du_row(d);
           }
           with_fixed_dstate(N, [&](auto kN) {
             lane_bwd<decltype(kN)::value>(P, l, dBj + k * part, dCj + k * part, dA + kd * N, dD[kd], dbias[kd],
                                           du_acc, scratch);
           });
           if (ddelta) transpose_plane(scratch.ddeltaT.data(), ddelta, Wd, H);
-          if (!direction_major && k == K - 1) finish_du(d);
+          if (!direction_major && k == K - 1) {
+            finish_du(d);
+            if (d + 1 < blk.end) std::fill(scratch.du.begin(), scratch.du.begin() + L, acc_t(0));
+          }
         }
         if (direction_major)
           for (index_t d = blk.begin; d < blk.end; ++d) finish_du(d);
