@@ -26,6 +26,9 @@ def mean_dice(name: str) -> float:
 # from their training records (train_vmunet_aspp_small_*.json, evaluated before `evaluate` wrote JSON)
 OURS = [("ours: vmunet_aspp_small, paper split, paper test (0.1)", 90.20, "#e39b5b"),
         ("ours: vmunet_aspp_small, grouped split, grouped test (0.2)", 90.92, "#c0392b"),
+        ("ours: the same, seed 1",
+         100 * json.loads((RESULTS / "ablation_aspp_small_seed1.json").read_text())["results"]["test/none"]["tiles"]["dice"],
+         "#e74c3c"),
         ("ours: vmunet_aspp, paper protocol, 20 epochs, paper test", mean_dice("eval_vmunet_aspp_paper_paper_test.json"),
          "#8e44ad"),
         ("ours: vmunet_aspp, grouped split, grouped test", mean_dice("eval_vmunet_aspp_grouped_grouped_test.json"),
