@@ -22,22 +22,24 @@ def mean_dice(name: str) -> float:
     return 100 * json.loads((RESULTS / name).read_text())["mean"]["dice"]
 
 
+def tile_dice(name: str) -> float:
+    """Mean per-tile test Dice (%) of a `tta_lever.py` JSON in benchmarks/results."""
+    return 100 * json.loads((RESULTS / name).read_text())["results"]["test/none"]["tiles"]["dice"]
+
+
 # (label, Dice %, colour) of the runs in benchmarks/results (seed 0 unless labelled); the small models' numbers are
 # from their training records (train_vmunet_aspp_small_*.json, evaluated before `evaluate` wrote JSON)
 OURS = [("ours: vmunet_aspp_small, paper split, paper test (0.1)", 90.20, "#e39b5b"),
         ("ours: vmunet_aspp_small, grouped split, grouped test (0.2)", 90.92, "#c0392b"),
-        ("ours: the same, seed 1",
-         100 * json.loads((RESULTS / "ablation_aspp_small_seed1.json").read_text())["results"]["test/none"]["tiles"]["dice"],
+        ("ours: the same, seed 1", tile_dice("ablation_aspp_small_seed1.json"),
          "#e74c3c"),
         ("ours: vmunet_aspp, paper protocol, 20 epochs, paper test", mean_dice("eval_vmunet_aspp_paper_paper_test.json"),
          "#8e44ad"),
         ("ours: vmunet_aspp, grouped split, grouped test", mean_dice("eval_vmunet_aspp_grouped_grouped_test.json"),
          "#6c3483"),
-        ("ours: vmunet small (no ASPP), grouped split, grouped test",
-         100 * json.loads((RESULTS / "ablation_noaspp_small.json").read_text())["results"]["test/none"]["tiles"]["dice"],
+        ("ours: vmunet small (no ASPP), grouped split, grouped test", tile_dice("ablation_noaspp_small.json"),
          "#d35400"),
-        ("ours: the same, seed 1",
-         100 * json.loads((RESULTS / "ablation_noaspp_small_seed1.json").read_text())["results"]["test/none"]["tiles"]["dice"],
+        ("ours: the same, seed 1", tile_dice("ablation_noaspp_small_seed1.json"),
          "#e67e22"),
         ("all grain (paper test)", 88.2, "#999999"), ("all grain (grouped test)", 88.4, "#bbbbbb")]
 

@@ -6,9 +6,10 @@ the grains need not be closed.  Two counts on the same pattern:
 - **direct**: runs of boundary pixels met along each test line or circle (a boundary crossed at any
   angle is one run; a run cut by either end of an open line counts one half, as E112 counts a line
   ending in a boundary).  A gap elsewhere in the boundary network changes nothing.  A path that passes
-  a triple junction inside a wide band crosses two boundaries in one run: the run counts the changes of
-  *zone* along it (each pixel's nearest connected non-boundary region, :func:`boundary_zones`), at least
-  one, so a dangling stroke or a boundary with a gap elsewhere still counts once.
+  a triple junction inside a wide band crosses two boundaries in one run: the run counts the distinct
+  *zones* it meets less one (a zone is each pixel's nearest connected non-boundary region,
+  :func:`boundary_zones`), at least one, so a dangling stroke or a boundary with a gap elsewhere still
+  counts once.
 - **label**: changes of grain label along the same path in a grain tessellation; a gap that merges
   two grains removes their shared boundary from the count.
 
