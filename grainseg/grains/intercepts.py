@@ -149,38 +149,16 @@ def _linear_runs(v: np.ndarray) -> List[List[int]]:
     return [[int(a), int(b)] for a, b in zip(starts, ends)]
 
 
-def _runs(v: np.ndarray, closed: bool, max_gap: int = 0) -> List[Tuple[int, int]]:
-    """(first, last) of each run of True, in path order, runs separated by <= ``max_gap`` False joined.
-
-    On a closed path a run that wraps round is listed from its start near the end with ``last`` clipped
-    to the end; a closed path with no False sample outside such gaps has no runs (it crosses nothing).
-    """
-    n = v.size
-    if not v.any() or (closed and v.all()):
-        return []
-    shift = int(np.flatnonzero(~v)[0]) if closed else 0  # closed: walk from a False sample
-    runs = _linear_runs(np.roll(v, -shift) if shift else v)
-    joined = [runs[0]]
-    for a, b in runs[1:]:
-        if a - joined[-1][1] - 1 <= max_gap:
+def _runs(v: np.ndarray, max_gap: int = 0) -> List[Tuple[int, int]]:
+    """(first, last) of each run of True along an open sequence, runs separated by <= ``max_gap`` False
+    joined into one."""
+    joined: List[List[int]] = []
+    for a, b in _linear_runs(v) if v.any() else []:
+        if joined and a - joined[-1][1] - 1 <= max_gap:
             joined[-1][1] = b
         else:
             joined.append([a, b])
-    if closed:
-        wrap = n - 1 - joined[-1][1] + joined[0][0]  # False samples from the last run round to the first
-        if wrap <= max_gap:
-            if len(joined) == 1:
-                return []
-            joined[0][0] = joined.pop()[0] - n  # the last run continues into the first
-    out = []
-    for a, b in joined:
-        a, b = a + shift, b + shift
-        if closed and (a < 0 or a >= n or b >= n):
-            a, b = a % n, b % n
-            if b < a:
-                b = n - 1  # wraps round: listed from its start, clipped to the end
-        out.append((a, b))
-    return sorted(out)
+    return [(a, b) for a, b in joined]
 
 
 def boundary_runs(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX) -> List[Tuple[int, int]]:
@@ -192,8 +170,8 @@ def boundary_runs(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX)
     closed path wholly on the boundary has no runs (it crosses nothing).  On an open path a run at
     either end is listed.
     """
-    v = _sample(boundary, path).astype(bool)
-    return _runs(v, bool(path[2]), _max_sliver(path, min_run))
+    n = len(path[0])
+    return [(a, min(a + m - 1, n - 1)) for a, m, _ in run_crossings(boundary, path, min_run)]
 
 
 def boundary_zones(boundary: np.ndarray, min_area: int = MIN_ZONE_AREA) -> np.ndarray:
@@ -240,7 +218,7 @@ def run_crossings(boundary: np.ndarray, path: Path, min_run: float = MIN_RUN_PX,
     v = np.roll(v, -shift)
     z = None if zones is None else np.roll(_sample(zones, path), -shift)
     out = []
-    for a, b in _runs(v, False, max_sliver):
+    for a, b in _runs(v, max_sliver):
         k = 1.0
         if z is not None:
             k = float(max(1, len(set(_fold_slivers(z[max(a - 1, 0):b + 2], max_sliver))) - 1))
