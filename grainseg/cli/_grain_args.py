@@ -3,14 +3,11 @@ test-time augmentation (``predict``, ``validate``, ``evaluate``)."""
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any, Dict, Tuple
+from typing import Any, Dict
 
 from grainseg.grains.instances import DEFAULT_INSTANCE_PARAMS, GRAIN_METHODS, check_instance_params
 
-if TYPE_CHECKING:
-    from torch import nn
-
-__all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg", "with_tta"]
+__all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg"]
 
 
 def add_instance_args(p: argparse.ArgumentParser) -> None:
@@ -50,12 +47,3 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", choices=sorted(TRANSFORMS), default="none",
                    help="test-time augmentation: average the probabilities over 2 (hflip), 4 (flips) or 8 (d4: "
                         "flips and 90-degree rotations) views, at that many times the time (default: none)")
-
-
-def with_tta(model: nn.Module, info: Dict[str, Any], args: argparse.Namespace) -> Tuple[nn.Module, Dict[str, Any]]:
-    """The model wrapped for ``--tta`` (unchanged for none), and its info record with the TTA named."""
-    from grainseg.inference.tta import TTA
-
-    if args.tta == "none":
-        return model, info
-    return TTA(model, args.tta), {**info, "tta": args.tta}

@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from grainseg.cli._grain_args import add_tta_arg, with_tta
+from grainseg.cli._grain_args import add_tta_arg
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from grainseg.data.datasets import SegmentationDataset
     from grainseg.devices import resolve_device
     from grainseg.inference import load_model
+    from grainseg.inference.tta import record_tta
     from grainseg.train.evaluation import evaluate_model, format_table
 
     split = None if str(args.split).lower() == "none" else args.split
@@ -69,12 +70,13 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it or choose another --json path")
     device = resolve_device(args.device or "auto", "--device")
-    model, info = with_tta(*load_model(args.model, device=device), args)
+    model, info = load_model(args.model, device=device)
+    info = record_tta(info, args.tta)
     ds = SegmentationDataset(args.data, split, args.subset if split else None, splits_file=args.splits_file,
                              in_chans=int(getattr(model, "in_chans", 3)), threshold=args.mask_threshold,
                              polarity=args.polarity)
     result = evaluate_model(model, ds, threshold=args.threshold, tolerance=args.tolerance, device=device,
-                            progress=not args.quiet)
+                            progress=not args.quiet, tta=args.tta)
     print(format_table(result, per_image=not args.quiet))
     record = {"model": info, "data": str(Path(args.data).resolve()), "split": split,
               "subset": args.subset if split else None, "threshold": args.threshold,

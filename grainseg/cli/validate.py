@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from grainseg.cli._grain_args import add_instance_args, add_tta_arg, instance_kwargs, with_tta
+from grainseg.cli._grain_args import add_instance_args, add_tta_arg, instance_kwargs
 
 PROG = "grainseg validate"
 
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from grainseg.cli.predict import _check_out_dir, _device
     from grainseg.inference.predict import load_model
+    from grainseg.inference.tta import record_tta
     from grainseg.inference.validate import collect_labelled, format_validation, validate, write_outputs
 
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
@@ -65,10 +66,12 @@ def run(args: argparse.Namespace) -> int:
         raise PermissionError(problem)
     if (out / "validation.json").exists() and not args.overwrite:
         raise FileExistsError(f"{out / 'validation.json'} already exists; pass --overwrite or another --out")
-    model, info = with_tta(*load_model(args.model, device=device), args)
+    model, info = load_model(args.model, device=device)
+    info = record_tta(info, args.tta)
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     result = validate(model, items, scale=args.scale, polarity=args.polarity, mask_threshold=args.mask_threshold,
-                      grain_kw=grain_kw, device=device, progress=say, keep_maps=not args.no_panels)
+                      grain_kw=grain_kw, device=device, progress=say, keep_maps=not args.no_panels,
+                      tta=args.tta)
     meta = {"model": info, "data": str(Path(args.data).resolve()), "split": args.split, "subset": args.subset,
             "stitch": args.stitch}
     write_outputs(result, out, overwrite=args.overwrite, meta=meta)

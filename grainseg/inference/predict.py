@@ -27,7 +27,7 @@ from grainseg.data.preprocessing import normalize_preprocessing, scaled_size
 from grainseg.grains.report import GrainReport
 
 from .tiling import sliding_window
-from .tta import TTA, resolve_tta
+from .tta import TTA, record_tta, resolve_tta
 
 __all__ = ["DEFAULT_MODEL", "predict_proba", "analyze", "load_model", "scaled_size"]
 
@@ -211,9 +211,7 @@ def analyze(
         model, info = load_model(model, device=device)
     if model_info is not None:
         info = model_info
-    tta_name = resolve_tta(tta)
-    if tta_name != "none":
-        info = {**info, "tta": tta_name}
+    info = record_tta(info, tta)
     arr, source = _load_image(image)
     prob = predict_proba(model, arr, overlap=overlap, batch_size=batch_size, device=device, amp=amp,
                          progress=progress, tta=tta)

@@ -8,7 +8,7 @@ the grain measurement use it unchanged.  It costs one forward pass per transform
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +47,12 @@ def resolve_tta(tta: Union[bool, str, None]) -> str:
     if isinstance(tta, str) and tta in TRANSFORMS:
         return tta
     raise ValueError(f"tta must be True, False or one of {sorted(TRANSFORMS)}, got {tta!r}")
+
+
+def record_tta(info: Dict[str, Any], tta: Union[bool, str, None]) -> Dict[str, Any]:
+    """A model's info record with the test-time augmentation named (unchanged for none)."""
+    name = resolve_tta(tta)
+    return info if name == "none" else {**info, "tta": name}
 
 
 class TTA(nn.Module):

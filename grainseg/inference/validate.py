@@ -119,11 +119,12 @@ def _delta(pred: Optional[float], true: Optional[float]) -> Optional[float]:
 def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = None, polarity: str = "grain",
              mask_threshold: float = 127, grain_kw: Optional[Dict[str, Any]] = None, tolerance: float = 2.0,
              overlap: float = 0.25, batch_size: int = 4, device=None, progress=None,
-             keep_maps: bool = False) -> Dict[str, Any]:
+             keep_maps: bool = False, tta: Union[bool, str, None] = None) -> Dict[str, Any]:
     """Per-image rows and a summary (see the module docstring).  ``scale`` (um/px) only labels G.
 
     ``progress``: a callable given one line per finished image.  ``keep_maps``: also return, per image,
-    the arrays the PNG panel needs (image, truth, prediction, probability).
+    the arrays the PNG panel needs (image, truth, prediction, probability).  ``tta``: test-time
+    augmentation, as for :func:`~grainseg.inference.predict_proba`.
     """
     from skimage.metrics import adapted_rand_error, variation_of_information
 
@@ -139,7 +140,7 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
     instances: Dict[str, Any] = {}
     for item in items:
         image, mask = item.load(polarity, mask_threshold)
-        prob = predict_proba(model, image, overlap=overlap, batch_size=batch_size, device=device)
+        prob = predict_proba(model, image, overlap=overlap, batch_size=batch_size, device=device, tta=tta)
         pred = GrainReport.from_probability(image, prob, scale=g_scale, **kw)
         instances = pred.instances
         t_labels = label_interiors(mask > 0, min_area=int(kw.get("min_grain_area", 10)))

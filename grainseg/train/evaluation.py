@@ -28,8 +28,11 @@ def evaluate_model(
     tolerance: float = 2.0,
     device: Optional[Union[str, torch.device]] = None,
     progress: bool = False,
+    tta: Union[bool, str, None] = None,
 ) -> Dict[str, Any]:
-    """{"per_image": [{name, dice, iou, precision, recall, boundary_f1, hd95}], "mean": {...}, "seconds": s}."""
+    """{"per_image": [{name, dice, iou, precision, recall, boundary_f1, hd95}], "mean": {...}, "seconds": s}.
+
+    ``tta``: test-time augmentation, as for :func:`~grainseg.inference.predict_proba`."""
     from grainseg.inference import predict_proba
 
     if not 0.0 < threshold < 1.0:
@@ -45,7 +48,7 @@ def evaluate_model(
     t0 = time.perf_counter()
     for i in iterator:
         image, mask = dataset.read_raw(i)
-        prob = predict_proba(model, image, device=device)
+        prob = predict_proba(model, image, device=device, tta=tta)
         rows.append({"name": dataset.names[i], **image_metrics(prob, mask, threshold=threshold, tolerance=tolerance)})
     seconds = time.perf_counter() - t0
     return {"per_image": rows, "mean": summarize([{k: r[k] for k in METRIC_NAMES} for r in rows]),

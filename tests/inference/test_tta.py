@@ -93,12 +93,30 @@ def test_predict_proba_tta_matches_the_wrapper_and_keeps_the_training_mode():
         predict_proba(model, image, tta="rot")
 
 
-def test_evaluate_cli_records_the_tta(tmp_path):
+def _spy_on_predict_proba(monkeypatch):
+    """Record the ``tta`` of every predict_proba call (evaluate and validate import it when they run)."""
+    import grainseg.inference
+    import grainseg.inference.predict
+
+    seen, real = [], grainseg.inference.predict.predict_proba
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("tta"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grainseg.inference, "predict_proba", spy)
+    monkeypatch.setattr(grainseg.inference.predict, "predict_proba", spy)
+    return seen
+
+
+def test_evaluate_cli_applies_and_records_the_tta(tmp_path, monkeypatch):
     import json
 
     from tests.helpers.tinydata import TINY_SIZE, tiny_model, write_tiny_exone
 
     from grainseg.cli import main
+
+    seen = _spy_on_predict_proba(monkeypatch)
 
     data = write_tiny_exone(tmp_path / "exone")
     model = tiny_model()
@@ -110,3 +128,20 @@ def test_evaluate_cli_records_the_tta(tmp_path):
                      "--subset", "test", "--json", str(out), "--device", "cpu", "--quiet", "--tta", tta]) == 0
     plain, d4 = (json.loads((tmp_path / f"eval_{t}.json").read_text()) for t in ("none", "d4"))
     assert "tta" not in plain["model"] and d4["model"]["tta"] == "d4"
+    assert seen and set(seen) == {"none", "d4"} and seen.count("d4") == len(seen) // 2
+
+
+def test_validate_applies_and_records_the_tta(tmp_path, monkeypatch):
+    import json
+
+    from tests.inference.test_validate import _write_tiled
+
+    from grainseg.cli import main
+
+    seen = _spy_on_predict_proba(monkeypatch)
+    data = _write_tiled(tmp_path / "exone", sources=(1, 2), grid=(1, 2), tile=64)
+    out = tmp_path / "v"
+    assert main(["validate", "--data", str(data), "--split", "grouped", "--subset", "test", "--out", str(out),
+                 "--quiet", "--no-panels", "--tta", "hflip"]) == 0
+    assert seen == ["hflip"]  # one stitched micrograph
+    assert json.loads((out / "validation.json").read_text())["model"]["tta"] == "hflip"
