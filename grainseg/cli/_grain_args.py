@@ -1,5 +1,5 @@
-"""Options shared by the commands that predict: grain instances (``predict``, ``validate``) and
-test-time augmentation (``predict``, ``validate``, ``evaluate``)."""
+"""Options shared by the commands that predict: grain instances and magnification rescaling
+(``predict``, ``validate``) and test-time augmentation (``predict``, ``validate``, ``evaluate``)."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 from grainseg.grains.instances import DEFAULT_INSTANCE_PARAMS, GRAIN_METHODS, check_instance_params
 
-__all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg"]
+__all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg", "add_rescale_arg", "rescale_value"]
 
 
 def add_instance_args(p: argparse.ArgumentParser) -> None:
@@ -47,3 +47,31 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", choices=sorted(TRANSFORMS), default="none",
                    help="test-time augmentation: average the probabilities over 2 (hflip), 4 (flips) or 8 (d4: "
                         "flips and 90-degree rotations) views, at that many times the time (default: none)")
+
+
+def add_rescale_arg(p: argparse.ArgumentParser) -> None:
+    """Add --rescale (auto by default: grains fed at the size the model was trained on)."""
+    from grainseg.inference.rescale import DEFAULT_RESCALE
+
+    p.add_argument("--rescale", default=DEFAULT_RESCALE, metavar="auto|none|FACTOR",
+                   help="feed the image with its grains at the size of the training grains (auto: search for the "
+                        "factor, one extra prediction or a few when the magnification differs from the training "
+                        "set's; none: as the model's preprocessing scales it; or a factor, > 1 enlarges) "
+                        f"(default: {DEFAULT_RESCALE})")
+
+
+def rescale_value(args: argparse.Namespace) -> Any:
+    """The --rescale value for the Python API: None, "auto" or a float; ValueError naming the option."""
+    from grainseg.inference.rescale import RESCALE_RANGE
+
+    v = str(args.rescale).strip().lower()
+    if v in ("auto", "none"):
+        return None if v == "none" else "auto"
+    try:
+        f = float(v)
+    except ValueError:
+        f = float("nan")
+    if not RESCALE_RANGE[0] <= f <= RESCALE_RANGE[1]:
+        raise ValueError(f"--rescale must be auto, none or a factor in [{RESCALE_RANGE[0]:g}, {RESCALE_RANGE[1]:g}], "
+                         f"got {args.rescale!r}")
+    return f

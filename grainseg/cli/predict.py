@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from grainseg.cli._grain_args import add_instance_args, add_tta_arg, instance_kwargs
+from grainseg.cli._grain_args import add_instance_args, add_rescale_arg, add_tta_arg, instance_kwargs, rescale_value
 
 __all__ = ["add_parser", "run", "EXAMPLE_IMAGE", "collect_inputs"]
 
@@ -55,6 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_instance_args(p)
     add_tta_arg(p)
+    add_rescale_arg(p)
     p.set_defaults(func=run)
     return p
 
@@ -209,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         grain_kw = instance_kwargs(args)
+        rescale = rescale_value(args)
     except ValueError as err:
         _error(str(err))
         return 2
@@ -254,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
                                       "pass --overwrite to replace them")
             report = analyze(path, model, scale, device=device, overlap=args.overlap, batch_size=args.batch_size,
                              amp=False if args.no_amp else None, progress=_tile_progress(args.quiet),
-                             model_info=info, tta=args.tta, **grain_kw)
+                             model_info=info, tta=args.tta, rescale=rescale, **grain_kw)
             report.save(out, stem, overwrite=args.overwrite)
             s = report.summary
             g = s["astm_e112"]

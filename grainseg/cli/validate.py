@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from grainseg.cli._grain_args import add_instance_args, add_tta_arg, instance_kwargs
+from grainseg.cli._grain_args import add_instance_args, add_rescale_arg, add_tta_arg, instance_kwargs, rescale_value
 
 PROG = "grainseg validate"
 
@@ -40,6 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="only the summary")
     add_instance_args(p)
     add_tta_arg(p)
+    add_rescale_arg(p)
     p.set_defaults(func=run)
     return p
 
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         raise ValueError(f"--scale must be a positive, finite number of micrometres per pixel, got {args.scale}")
     grain_kw = instance_kwargs(args)
+    rescale = rescale_value(args)
     device = _device(args.device)
     items = collect_labelled(args.data, args.split, args.subset, splits_file=args.splits_file, stitch=args.stitch)
     out = Path(args.out)
@@ -71,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     result = validate(model, items, scale=args.scale, polarity=args.polarity, mask_threshold=args.mask_threshold,
                       grain_kw=grain_kw, device=device, progress=say, keep_maps=not args.no_panels,
-                      tta=args.tta)
+                      tta=args.tta, rescale=rescale)
     meta = {"model": info, "data": str(Path(args.data).resolve()), "split": args.split, "subset": args.subset,
-            "stitch": args.stitch}
+            "stitch": args.stitch, "rescale": args.rescale}
     write_outputs(result, out, overwrite=args.overwrite, meta=meta)
     print(format_validation(result))
     for r in result["rows"]:

@@ -3,13 +3,16 @@
 A record is ``{"normalize": "minmax", "input_size": [256, 256], "train_image_size": None}``: the
 normalisation (:data:`NORMALIZATIONS`; ``"minmax"`` is per-image min-max to [0, 1], the paper's), the
 network's training input size and the size of the training images before resizing (filled in by the
-trainer).  :func:`normalize_preprocessing` fills in the defaults and validates it; models, datasets and
-the trainer normalise a record where it enters them, and the preprocessing functions of
-:mod:`grainseg.data.transforms` read it.
+trainer).  The trainer also records ``grain_intercept_px``, the mean lineal intercept of the training
+masks in network-input pixels, which ``rescale="auto"`` of :func:`grainseg.inference.predict_proba`
+matches (optional: older models lack it).  :func:`normalize_preprocessing` fills in the defaults and
+validates it; models, datasets and the trainer normalise a record where it enters them, and the
+preprocessing functions of :mod:`grainseg.data.transforms` read it.
 """
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["DEFAULT_PREPROCESSING", "NORMALIZATIONS", "normalize_preprocessing", "scaled_size"]
@@ -46,6 +49,11 @@ def normalize_preprocessing(preprocessing: Optional[Mapping[str, Any]]) -> Dict[
                          f"got {out['normalize']!r}")
     out["input_size"] = _check_size_pair(out["input_size"], "input_size")
     out["train_image_size"] = _check_size_pair(out["train_image_size"], "train_image_size")
+    g = out.get("grain_intercept_px")
+    if g is not None:
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0:
+            raise ValueError(f"preprocessing['grain_intercept_px'] must be None or a positive number of px, got {g!r}")
+        out["grain_intercept_px"] = float(g)
     return out
 
 

@@ -539,8 +539,13 @@ class SyntheticSegmentationDataset(PreprocessedItems):
     def common_image_size(self) -> List[int]:
         return list(self.size)
 
-    def __getitem__(self, index: int):
+    def read_raw(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The rendered image and its {0, 1} grain-interior mask (no preprocessing), as
+        :meth:`grainseg.data.SegmentationDataset.read_raw`."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
         s = self.source.sample(index)
-        return self.make_item(s.image, s.mask, index)
+        return s.image, s.mask
+
+    def __getitem__(self, index: int):
+        return self.make_item(*self.read_raw(index), index)

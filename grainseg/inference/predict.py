@@ -16,8 +16,9 @@ network).
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -26,15 +27,19 @@ from torch import nn
 from grainseg.data.preprocessing import normalize_preprocessing, scaled_size
 from grainseg.grains.report import GrainReport
 
+from .rescale import DEFAULT_RESCALE, RESCALE_RANGE
 from .tiling import sliding_window
 from .tta import TTA, record_tta, resolve_tta
 
-__all__ = ["DEFAULT_MODEL", "predict_proba", "analyze", "load_model", "scaled_size"]
+__all__ = ["DEFAULT_MODEL", "predict_proba", "predict_proba_rescaled", "analyze", "load_model", "scaled_size"]
 
 #: The embedded default model (bundled in grainseg/weights/, loaded without network).
 DEFAULT_MODEL = "grainseg/vmunet-aspp-small-exone316l"
 
 ImageLike = Union[str, Path, np.ndarray]
+
+#: ``rescale="auto"`` enlarges an image at most to this many pixels at the network's input.
+MAX_RESCALED_PIXELS = 64_000_000
 
 
 def _load_image(image: ImageLike) -> Tuple[np.ndarray, Optional[str]]:
@@ -71,6 +76,7 @@ def predict_proba(
     amp: Optional[bool] = None,
     progress: Union[bool, Callable[[int], None]] = False,
     tta: Union[bool, str, None] = None,
+    rescale: Union[None, str, float] = None,
 ) -> np.ndarray:
     """Grain-interior probability map (float32 (H, W) in [0, 1]) at the image's own resolution.
 
@@ -80,46 +86,100 @@ def predict_proba(
     on for CUDA; ``progress``: True for a tqdm bar over tiles, or a callable given the number of tiles
     done.  ``tta``: test-time augmentation, ``"flips"`` (4 views), ``"d4"`` or True (8: flips and 90-degree
     rotations) or ``"hflip"``, averaging the probabilities (:class:`grainseg.inference.tta.TTA`; off by
-    default: on ExONE val it gains 0.001 Dice for 3-7x the time).  ValueError when the image or the
-    resulting probability map holds NaN (a broken model would otherwise look like an image without
-    grains).  See the module docstring for the scaling and tiling.
+    default: on ExONE val it gains 0.001 Dice for 3-7x the time).  ``rescale``: None (the image as the
+    model's preprocessing scales it, as the evaluation measures), a factor (> 1 enlarges the grains), or
+    ``"auto"``: the factor at which the predicted grains have the size of the training grains
+    (:mod:`grainseg.inference.rescale`; needs ``preprocessing["grain_intercept_px"]``).  ValueError when the
+    image or the resulting probability map holds NaN (a broken model would otherwise look like an image
+    without grains).  See the module docstring for the scaling and tiling.
     """
+    return predict_proba_rescaled(model, image, overlap=overlap, batch_size=batch_size, device=device, amp=amp,
+                                  progress=progress, tta=tta, rescale=rescale)[0]
+
+
+def _check_rescale(rescale: Union[None, str, float]) -> Union[None, str, float]:
+    if rescale is None or rescale == "none":
+        return None
+    if rescale == "auto":
+        return "auto"
+    if isinstance(rescale, (int, float)) and not isinstance(rescale, bool) and math.isfinite(rescale) \
+            and RESCALE_RANGE[0] <= rescale <= RESCALE_RANGE[1]:
+        return float(rescale)
+    raise ValueError(f"rescale must be None, 'none', 'auto' or a factor in [{RESCALE_RANGE[0]:g}, "
+                     f"{RESCALE_RANGE[1]:g}], got {rescale!r}")
+
+
+def predict_proba_rescaled(
+    model: nn.Module,
+    image: ImageLike,
+    *,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: Optional[Union[str, torch.device]] = None,
+    amp: Optional[bool] = None,
+    progress: Union[bool, Callable[[int], None]] = False,
+    tta: Union[bool, str, None] = None,
+    rescale: Union[None, str, float] = "auto",
+) -> Tuple[np.ndarray, Optional[Dict[str, Any]]]:
+    """(:func:`predict_proba`, the rescale record): ``factor`` used, and for ``"auto"`` the reference and
+    predicted intercepts (network-input px), the passes and a ``note`` when the search stopped short."""
     from grainseg.data.transforms import image_to_input
 
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch nn.Module (e.g. from grainseg.from_pretrained), got {type(model).__name__}")
     tta_name = resolve_tta(tta)
+    rescale = _check_rescale(rescale)
     arr, source = _load_image(image)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise ValueError(f"image {source or '(array)'} holds {int((~np.isfinite(arr)).sum())} NaN / infinite "
                          "pixel(s); replace them before segmenting")
     prep = normalize_preprocessing(getattr(model, "preprocessing", None))
+    reference = prep.get("grain_intercept_px")
+    if rescale == "auto" and reference is None:
+        raise ValueError(f"rescale='auto' needs the model's preprocessing['grain_intercept_px'] (the mean lineal "
+                         f"intercept of its training masks, recorded by the trainer); {type(model).__name__} has "
+                         "none: pass rescale=None or a factor")
     in_chans = int(getattr(model, "in_chans", 3))
     h, w = arr.shape[:2]
-    size = scaled_size((h, w), prep)
-    x = image_to_input(arr, {**prep, "input_size": list(size)}, in_chans)  # (1, C, h', w')
+    base = scaled_size((h, w), prep)
     run_device = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
     model = model.to(run_device)
     net = model if tta_name == "none" else TTA(model, tta_name)
-    tile = tuple(prep["input_size"]) if prep["input_size"] else size
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            prob = sliding_window(x, lambda t: _interior_channel(model, net(t)), tile, overlap=overlap,
-                                  batch_size=batch_size, device=run_device, amp=amp, progress=progress)
-    finally:
-        model.train(was_training)
-    if tuple(prob.shape[-2:]) != (h, w):
-        from grainseg.data.transforms import resize_image
+    tile = tuple(prep["input_size"]) if prep["input_size"] else base
 
-        prob = resize_image(prob, (h, w))
-    bad = int(torch.isnan(prob).sum())
-    if bad:  # NaN > threshold is False: without this check a broken model reports "0 grains"
-        raise ValueError(f"the probability map of {source or 'the image'} holds {bad} NaN value(s): the model "
-                         f"({type(model).__name__}) produced non-finite logits; check its weights for NaN / inf")
-    return prob[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+    def predict_at(factor: float) -> np.ndarray:
+        size = (max(1, round(base[0] * factor)), max(1, round(base[1] * factor)))
+        x = image_to_input(arr, {**prep, "input_size": list(size)}, in_chans)  # (1, C, h', w')
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                prob = sliding_window(x, lambda t: _interior_channel(model, net(t)), tile, overlap=overlap,
+                                      batch_size=batch_size, device=run_device, amp=amp, progress=progress)
+        finally:
+            model.train(was_training)
+        if tuple(prob.shape[-2:]) != (h, w):
+            from grainseg.data.transforms import resize_image
+
+            prob = resize_image(prob, (h, w))
+        bad = int(torch.isnan(prob).sum())
+        if bad:  # NaN > threshold is False: without this check a broken model reports "0 grains"
+            raise ValueError(f"the probability map of {source or 'the image'} holds {bad} NaN value(s): the model "
+                             f"({type(model).__name__}) produced non-finite logits; check its weights for NaN / inf")
+        return prob[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
+
+    if rescale is None:
+        return predict_at(1.0), None
+    if rescale != "auto":
+        return predict_at(rescale), {"factor": rescale}
+    from .rescale import find_rescale, line_intercept
+
+    # network-input px per image px at factor 1; the search may enlarge up to MAX_RESCALED_PIXELS
+    py, px = base[0] / h, base[1] / w
+    top = min(RESCALE_RANGE[1], math.sqrt(MAX_RESCALED_PIXELS / float(base[0] * base[1])))
+    return find_rescale(predict_at, lambda prob, g: line_intercept(prob > 0.5, pixel=(py * g, px * g)),
+                        float(reference), limits=(RESCALE_RANGE[0], max(1.0, top)))
 
 
 def _sha256(path: Path) -> str:
@@ -189,6 +249,7 @@ def analyze(
     progress: Union[bool, Callable[[int], None]] = False,
     model_info: Optional[Dict[str, Any]] = None,
     tta: Union[bool, str, None] = None,
+    rescale: Union[None, str, float] = DEFAULT_RESCALE,
 ) -> GrainReport:
     """Segment a micrograph and measure its grains: a :class:`~grainseg.grains.GrainReport`.
 
@@ -198,9 +259,10 @@ def analyze(
     ``sigma``, ``min_core_frac``, ``min_grain_area``, ``watershed``: how grains are found in the
     probability (:func:`grainseg.grains.instances.segment_grains`; the default floods the boundary
     probability from high-probability cores, which closes boundary gaps).  ``progress``: as for
-    :func:`predict_proba`, and ``tta`` (recorded in the report's model record).  ``model_info``: what
-    the report records about the model (default: the ``info`` of :func:`load_model`, or the name of a
-    model instance).
+    :func:`predict_proba`, and ``tta`` and ``rescale`` (recorded in the report's model record; ``"auto"``
+    falls back to no rescaling, with a warning, for a model that does not record its training grain
+    size).  ``model_info``: what the report records about the model (default: the ``info`` of
+    :func:`load_model`, or the name of a model instance).
     """
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
         raise ValueError(f"scale must be a positive number of micrometres per pixel, got {scale!r}")
@@ -213,8 +275,29 @@ def analyze(
         info = model_info
     info = record_tta(info, tta)
     arr, source = _load_image(image)
-    prob = predict_proba(model, arr, overlap=overlap, batch_size=batch_size, device=device, amp=amp,
-                         progress=progress, tta=tta)
-    return GrainReport.from_probability(arr, prob, scale=None if scale is None else float(scale), threshold=threshold,
-                                        min_grain_area=min_grain_area, watershed=watershed, method=method, core=core,
-                                        sigma=sigma, min_core_frac=min_core_frac, model=info, source=source)
+    prob, info, notes = predict_for_grains(model, arr, info, rescale, overlap=overlap, batch_size=batch_size,
+                                           device=device, amp=amp, progress=progress, tta=tta)
+    report = GrainReport.from_probability(arr, prob, scale=None if scale is None else float(scale), threshold=threshold,
+                                          min_grain_area=min_grain_area, watershed=watershed, method=method, core=core,
+                                          sigma=sigma, min_core_frac=min_core_frac, model=info, source=source)
+    report.warnings.extend(notes)
+    return report
+
+
+def predict_for_grains(model: nn.Module, image: ImageLike, info: Dict[str, Any], rescale: Union[None, str, float],
+                       **kwargs: Any) -> Tuple[np.ndarray, Dict[str, Any], List[str]]:
+    """(probability, model record with the rescale, warnings) for a grain measurement: as
+    :func:`predict_proba_rescaled`, except that ``"auto"`` on a model that does not record its training
+    grain size falls back to no rescaling with a warning instead of an error."""
+    notes: List[str] = []
+    if _check_rescale(rescale) == "auto" and normalize_preprocessing(
+            getattr(model, "preprocessing", None)).get("grain_intercept_px") is None:
+        notes.append("not rescaled to the training grain size: the model does not record it "
+                     "(preprocessing['grain_intercept_px'], which the trainer writes; older models lack it)")
+        rescale = None
+    prob, record = predict_proba_rescaled(model, image, rescale=rescale, **kwargs)
+    if record is not None:
+        info = {**info, "rescale": record}
+        if record.get("note"):
+            notes.append(record["note"])
+    return prob, info, notes

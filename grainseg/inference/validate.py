@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .rescale import DEFAULT_RESCALE
+
 __all__ = ["LabelledImage", "collect_labelled", "validate", "write_outputs", "format_validation"]
 
 _TILE = re.compile(r"^(?P<stem>.+?)_(?P<r>\d+)_(?P<c>\d+)$")
@@ -119,12 +121,13 @@ def _delta(pred: Optional[float], true: Optional[float]) -> Optional[float]:
 def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = None, polarity: str = "grain",
              mask_threshold: float = 127, grain_kw: Optional[Dict[str, Any]] = None, tolerance: float = 2.0,
              overlap: float = 0.25, batch_size: int = 4, device=None, progress=None,
-             keep_maps: bool = False, tta: Union[bool, str, None] = None) -> Dict[str, Any]:
+             keep_maps: bool = False, tta: Union[bool, str, None] = None,
+             rescale: Union[None, str, float] = DEFAULT_RESCALE) -> Dict[str, Any]:
     """Per-image rows and a summary (see the module docstring).  ``scale`` (um/px) only labels G.
 
     ``progress``: a callable given one line per finished image.  ``keep_maps``: also return, per image,
-    the arrays the PNG panel needs (image, truth, prediction, probability).  ``tta``: test-time
-    augmentation, as for :func:`~grainseg.inference.predict_proba`.
+    the arrays the PNG panel needs (image, truth, prediction, probability).  ``tta``, ``rescale``: as for
+    :func:`~grainseg.inference.analyze` (each row records the rescale factor used).
     """
     from skimage.metrics import adapted_rand_error, variation_of_information
 
@@ -132,7 +135,7 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
     from grainseg.grains.stats import label_interiors, tessellate_grains
     from grainseg.train.metrics import boundary_f1, dice_score
 
-    from .predict import predict_proba
+    from .predict import predict_for_grains
 
     kw = dict(grain_kw or {})
     g_scale = 1.0 if scale is None else float(scale)
@@ -140,8 +143,10 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
     instances: Dict[str, Any] = {}
     for item in items:
         image, mask = item.load(polarity, mask_threshold)
-        prob = predict_proba(model, image, overlap=overlap, batch_size=batch_size, device=device, tta=tta)
+        prob, used, notes = predict_for_grains(model, image, {}, rescale, overlap=overlap, batch_size=batch_size,
+                                               device=device, tta=tta)
         pred = GrainReport.from_probability(image, prob, scale=g_scale, **kw)
+        pred.warnings.extend(notes)
         instances = pred.instances
         t_labels = label_interiors(mask > 0, min_area=int(kw.get("min_grain_area", 10)))
         t_grains = tessellate_grains(t_labels)
@@ -152,6 +157,7 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
             "height": int(mask.shape[0]), "width": int(mask.shape[1]),
             "dice": dice_score(prob, mask), "boundary_f1": boundary_f1(prob, mask, tolerance),
             "grains_true": truth.grain_count, "grains_pred": pred.grain_count,
+            "rescale": (used.get("rescale") or {}).get("factor", 1.0),
         }
         if t_grains.any() and pred.grains.any():
             are, prec, rec = adapted_rand_error(t_grains, pred.grains)
@@ -195,7 +201,7 @@ def _fmt(v: Optional[float], spec: str = "+.3f") -> str:
 
 
 COLUMNS = ("image", "tiles", "height", "width", "dice", "boundary_f1", "adapted_rand_error", "vi_split", "vi_merge",
-           "grains_true", "grains_pred", "G_planimetric_true", "G_planimetric_pred", "dG_planimetric",
+           "grains_true", "grains_pred", "rescale", "G_planimetric_true", "G_planimetric_pred", "dG_planimetric",
            "G_intercept_true", "G_intercept_pred", "dG_intercept", "G_intercept_direct_e112_true",
            "G_intercept_direct_e112_pred", "dG_intercept_direct_e112")
 

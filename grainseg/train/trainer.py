@@ -512,6 +512,9 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
             raise ValueError(f"{type(base).__name__} does not define its encoder; train without freeze_encoder_epochs")
         freezer = EncoderFreeze(base, cfg.freeze_encoder_epochs)
     prep["train_image_size"] = train_ds.common_image_size()
+    from grainseg.inference.rescale import training_intercept  # the grain size rescale="auto" matches
+
+    prep["grain_intercept_px"] = training_intercept(train_ds, prep.get("input_size"))
     if hasattr(base, "preprocessing"):
         from grainseg.data.preprocessing import normalize_preprocessing
 

@@ -94,18 +94,16 @@ def test_predict_proba_tta_matches_the_wrapper_and_keeps_the_training_mode():
 
 
 def _spy_on_predict_proba(monkeypatch):
-    """Record the ``tta`` of every predict_proba call (evaluate and validate import it when they run)."""
-    import grainseg.inference
+    """Record the ``tta`` of every prediction (every path goes through predict_proba_rescaled)."""
     import grainseg.inference.predict
 
-    seen, real = [], grainseg.inference.predict.predict_proba
+    seen, real = [], grainseg.inference.predict.predict_proba_rescaled
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("tta"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(grainseg.inference, "predict_proba", spy)
-    monkeypatch.setattr(grainseg.inference.predict, "predict_proba", spy)
+    monkeypatch.setattr(grainseg.inference.predict, "predict_proba_rescaled", spy)
     return seen
 
 
@@ -142,6 +140,6 @@ def test_validate_applies_and_records_the_tta(tmp_path, monkeypatch):
     data = _write_tiled(tmp_path / "exone", sources=(1, 2), grid=(1, 2), tile=64)
     out = tmp_path / "v"
     assert main(["validate", "--data", str(data), "--split", "grouped", "--subset", "test", "--out", str(out),
-                 "--quiet", "--no-panels", "--tta", "hflip"]) == 0
+                 "--quiet", "--no-panels", "--tta", "hflip", "--rescale", "none"]) == 0
     assert seen == ["hflip"]  # one stitched micrograph
     assert json.loads((out / "validation.json").read_text())["model"]["tta"] == "hflip"

@@ -35,6 +35,12 @@ def test_two_step_run_writes_checkpoint_metrics_and_reloads(tiny_data, tmp_path)
     model = grainseg.from_pretrained(out / "best")
     assert model.preprocessing["train_image_size"] == [TINY_SIZE, TINY_SIZE]
     assert model.preprocessing["input_size"] == [TINY_SIZE, TINY_SIZE]
+    # the training masks' mean intercept, which predict's rescale="auto" matches
+    from grainseg.data.datasets import SegmentationDataset
+    from grainseg.inference.rescale import training_intercept
+
+    expect = training_intercept(SegmentationDataset(tiny_data, "paper", "train"), [TINY_SIZE, TINY_SIZE])
+    assert expect is not None and model.preprocessing["grain_intercept_px"] == pytest.approx(expect)
     card = (out / "best" / "README.md").read_text()
     assert "exone" in card and "val_loss" in card
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
