@@ -1,7 +1,8 @@
 """Grain-size validation of a model: the instance methods compared on ExONE `grouped` val and test
 micrographs (tiles stitched back to 1200x1600) and the MPU-Net cross-material check.
 
-    python benchmarks/grain_size_validation.py [--model M] [--out benchmarks/results/grain_size_default.json]
+    python benchmarks/grain_size_validation.py [--model M] [--methods watershed] [--rescale auto|none]
+        [--out benchmarks/results/grain_size_default.json]
 
 Selection of the method and its parameters happens on val only (see docs/analysis.md); test and
 MPU-Net are reported.  MPU-Net stores boundary labels (white = boundary) in its own folders; they are
@@ -53,11 +54,13 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model id or directory (default: the embedded one)")
     ap.add_argument("--out", default=str(HERE / "results" / "grain_size_default.json"), help="results JSON")
     ap.add_argument("--methods", default="threshold,watershed")
+    ap.add_argument("--rescale", default="auto", help="auto (the package's default), none or a factor")
     args = ap.parse_args()
     from grainseg.inference.predict import load_model
     from grainseg.inference.validate import collect_labelled, validate
 
     model, info = load_model(args.model)
+    rescale = None if args.rescale == "none" else args.rescale if args.rescale == "auto" else float(args.rescale)
     exone = SHARED / "data" / "exone316l"
     record = {"model": info, "machine": machine_info("cpu"), "results": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,10 +70,11 @@ def main() -> None:
         for name, (items, polarity) in sets.items():
             for method in args.methods.split(","):
                 t = time.perf_counter()
-                res = validate(model, items, polarity=polarity, grain_kw={"method": method})
+                res = validate(model, items, polarity=polarity, grain_kw={"method": method}, rescale=rescale)
                 record["results"][f"{name}/{method}"] = {
                     "summary": res["summary"], "instances": res["instances"], "seconds": round(time.perf_counter() - t, 1),
-                    "images": [{k: r.get(k) for k in ("image", "dice", "boundary_f1", "adapted_rand_error", "grains_true",
+                    "rescale": args.rescale,
+                    "images": [{k: r.get(k) for k in ("image", "rescale", "dice", "boundary_f1", "adapted_rand_error", "grains_true",
                                                       "grains_pred", "G_planimetric_true", "G_intercept_true",
                                                       "G_intercept_direct_e112_true", "dG_planimetric", "dG_intercept",
                                                       "dG_intercept_direct_e112")} for r in res["rows"]]}

@@ -6,7 +6,8 @@ model's ``preprocessing`` record.  A micrograph larger than the training images 
 ``input_size / train_image_size`` (so grains have the size the model learned), then processed by
 Gaussian-blended sliding windows of ``input_size`` tiles, and the probability map is resized back to the
 image's own resolution.  An image of the training size therefore takes the same single-tile path as the
-evaluation.
+evaluation.  ``rescale="auto"`` (the default of :func:`analyze`, off in :func:`predict_proba`) feeds a
+micrograph of another magnification with its grains at the training size (:mod:`.rescale`).
 
 :func:`analyze` adds thresholding, grain labelling, regionprops and ASTM E112 (a
 :class:`grainseg.grains.GrainReport`).  :func:`load_model` resolves ``--model`` values and records the

@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 __all__ = ["DEFAULT_RESCALE", "line_intercept", "mean_intercept", "training_intercept", "find_rescale",
-           "RESCALE_RANGE", "RESCALE_KEEP", "RESCALE_TOL", "RESCALE_PASSES", "MIN_CROSSINGS"]
+           "RESCALE_RANGE", "RESCALE_KEEP", "RESCALE_TOL", "RESCALE_PASSES", "MIN_CROSSINGS", "MIN_SLOPE"]
 
 #: The ``rescale`` of :func:`grainseg.inference.analyze`, ``grainseg predict`` and ``grainseg validate``.
 DEFAULT_RESCALE = "auto"
@@ -35,6 +35,9 @@ RESCALE_KEEP = 1.10
 RESCALE_TOL = 1.03
 #: At most this many predictions of the image.
 RESCALE_PASSES = 5
+#: A smaller growth of log intercept with log factor between two passes means the model does not see
+#: the grains scale (an out-of-domain micrograph): the search stops there with a warning.
+MIN_SLOPE = 0.2
 #: Fewer boundary crossings than this on the rows and columns: too few grains to estimate their size.
 MIN_CROSSINGS = 20
 
@@ -128,7 +131,12 @@ def find_rescale(predict_at: Callable[[float], np.ndarray], intercept_at: Callab
         else:
             (x0, y0, _), (x1, y1, _) = hist[-2], hist[-1]
             slope = (y1 - y0) / (x1 - x0) if x1 != x0 else 1.0
-            slope = min(max(slope, 0.25), 1.5)
+            if slope < MIN_SLOPE:
+                note = (f"the predicted grain size does not follow the magnification (factor {math.exp(x0):.3g} -> "
+                        f"{math.exp(x1):.3g}: intercept {reference * math.exp(y0):.3g} -> {reference * math.exp(y1):.3g} "
+                        "px): the micrograph may lie outside the model's training domain; G is unreliable")
+                break
+            slope = min(slope, 1.5)
         nx = min(max(x - y / slope, lo), hi)
         if nx == x:
             break  # at a limit of the range

@@ -82,10 +82,17 @@ def test_find_rescale_keeps_an_image_inside_the_training_spread_and_reports_fail
     predict_at, intercept_at, calls = _fake(ref, ref * 0.95, 0.5)  # 5 % off: kept, one pass
     _, rec = find_rescale(predict_at, intercept_at, ref)
     assert rec["factor"] == 1.0 and calls == [1.0] and rec["note"] is None and 0.95 * ref < RESCALE_KEEP * ref
-    # a model that predicts one grain size whatever it is shown has no fixed point: stop at the range's end
-    predict_at, intercept_at, calls = _fake(ref, ref * 2.0, 0.0)
+    # a model that predicts one grain size whatever it is shown (an out-of-domain micrograph) has no fixed
+    # point: the second pass shows it, and the search stops with a warning, on the pass nearer the reference
+    for slope in (0.0, -0.5):
+        predict_at, intercept_at, calls = _fake(ref, ref * 2.0, slope)
+        _, rec = find_rescale(predict_at, intercept_at, ref)
+        assert "does not follow the magnification" in rec["note"] and len(calls) == 2
+        assert rec["factor"] == 1.0  # the first pass is as near (slope 0) or nearer
+    # a model that scales but slowly converges only to the range's end when the answer lies beyond it
+    predict_at, intercept_at, calls = _fake(ref, ref * 2.0, 0.3)
     _, rec = find_rescale(predict_at, intercept_at, ref)
-    assert rec["note"] and "did not converge" in rec["note"] and min(calls) == pytest.approx(0.25)
+    assert "did not converge" in rec["note"] and rec["factor"] == pytest.approx(0.25)
     # too few grains on the first pass: not rescaled
     _, rec = find_rescale(lambda g: np.zeros((2, 2)), lambda p, g: (100.0, MIN_CROSSINGS - 1.0), ref)
     assert rec["factor"] == 1.0 and "too few grains" in rec["note"]
