@@ -262,7 +262,9 @@ def run(args: argparse.Namespace) -> int:
             g = s["astm_e112"]
             gtxt = "G needs --scale" if scale is None else ", ".join(
                 f"G {k} {'n/a' if g['G_' + k] is None else format(g['G_' + k], '.2f')}" for k in ("planimetric", "intercept"))
-            print(f"{path}: {s['grain_count']} grains, {gtxt} -> {out / stem}_*")
+            factor = (report.model.get("rescale") or {}).get("factor", 1.0)
+            rtxt = "" if factor == 1.0 else f" (fed at x{factor:.2f} to match the training grain size)"
+            print(f"{path}: {s['grain_count']} grains, {gtxt}{rtxt} -> {out / stem}_*")
             for line in report.warnings:
                 print(f"{PROG}: warning: {path}: {line}", file=sys.stderr)
         except Exception as err:

@@ -164,10 +164,22 @@ def test_training_intercept_of_a_data_set_in_network_pixels():
 
 
 def test_cli_rescale_option(tmp_path, capsys):
+    import json
+
     from grainseg.cli import main
+    from grainseg.cli.predict import EXAMPLE_IMAGE
 
     assert main(["predict", "--example", "--rescale", "huge", "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "--rescale must be auto, none or a factor" in capsys.readouterr().err
+    big = tmp_path / "big.png"  # the sample at 1.5x its pixels per grain
+    Image.open(EXAMPLE_IMAGE).convert("RGB").resize((960, 720), Image.LANCZOS).save(big)
+    assert main(["predict", str(big), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert "fed at x0." in capsys.readouterr().out
+    rec = json.loads((tmp_path / "o" / "big_summary.json").read_text())["model"]["rescale"]
+    assert rec["factor"] == pytest.approx(1 / 1.5, rel=0.1) and rec["note"] is None
+    assert main(["predict", str(big), "--out", str(tmp_path / "p"), "--quiet", "--rescale", "none"]) == 0
+    assert "fed at" not in capsys.readouterr().out
+    assert "rescale" not in json.loads((tmp_path / "p" / "big_summary.json").read_text())["model"]
 
 
 def test_the_default_model_measures_a_shrunk_micrograph_like_the_original():
