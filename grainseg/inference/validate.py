@@ -223,7 +223,8 @@ def format_validation(result: Dict[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"{r['image']:<14} {r['dice']:7.4f} {r['boundary_f1']:6.3f} "
                      f"{_fmt(r.get('adapted_rand_error'), '6.3f'):>6} {r['grains_pred']:>5}/{r['grains_true']:<5} "
-                     f"{_fmt(r['dG_planimetric']):>8} {_fmt(r['dG_intercept']):>8}")
+                     f"{_fmt(r['dG_planimetric']):>8} {_fmt(r['dG_intercept']):>8}"
+                     + ("" if r.get("rescale", 1.0) == 1.0 else f"  (fed at x{r['rescale']:.2f})"))
     s = result["summary"]
     lines.append("-" * len(head))
     lines.append(f"mean over {s['n_images']} images: Dice {_fmt(s['mean_dice'], '.4f')}, boundary F1 "

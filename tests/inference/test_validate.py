@@ -121,5 +121,7 @@ def test_validate_cli_with_the_embedded_model_writes_json_csv_panels(tiled, tmp_
     rec = json.loads((out / "validation.json").read_text())
     assert rec["model"]["id"] == "grainseg/vmunet-aspp-small-exone316l" and rec["split"] == "grouped"
     assert rec["instances"]["method"] == "watershed" and (out / "RG2_panel.png").is_file()
+    assert rec["rescale"] == "auto" and all(r["rescale"] > 0 for r in rec["images"])  # the factor used, per image
+    assert "rescale" in (out / "validation.csv").read_text().splitlines()[0].split(",")
     with pytest.raises(FileExistsError, match="--overwrite"):
         main(["validate", "--data", str(tiled), "--split", "grouped", "--out", str(out), "--quiet"])
