@@ -7,7 +7,8 @@ the G of the hand-drawn mask at the original size.  A model that has learnt the 
 in pixels, gives the same dG at every factor.
 
     python benchmarks/scale_robustness.py [--model M] [--subset val] [--factors 0.5,0.7,1,1.4,2]
-        [--rescale none,auto] [--data DIR --split S --subset val] --out benchmarks/results/scale_robustness.json
+        [--rescale none,auto] [--data DIR --split S --subset val] [--keep 1.1 --tol 1.03 --passes 5]
+        --out benchmarks/results/scale_robustness.json
 """
 from __future__ import annotations
 
@@ -46,8 +47,16 @@ def main() -> None:
     ap.add_argument("--subset", default="val")
     ap.add_argument("--factors", default="0.5,0.7,1,1.4,2")
     ap.add_argument("--rescale", default="none,auto", help="comma-separated rescale modes of predict_proba")
+    ap.add_argument("--keep", type=float, default=None, help="override RESCALE_KEEP (a variant to measure)")
+    ap.add_argument("--tol", type=float, default=None, help="override RESCALE_TOL")
+    ap.add_argument("--passes", type=int, default=None, help="override RESCALE_PASSES")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    import grainseg.inference.rescale as rescale_module
+
+    for name, value in (("RESCALE_KEEP", args.keep), ("RESCALE_TOL", args.tol), ("RESCALE_PASSES", args.passes)):
+        if value is not None:
+            setattr(rescale_module, name, value)
 
     from grainseg.grains.report import GrainReport
     from grainseg.grains.stats import label_interiors, tessellate_grains
@@ -59,7 +68,8 @@ def main() -> None:
     modes = args.rescale.split(",")
     items = collect_labelled(args.data, args.split, args.subset)
     record = {"machine": machine_info("cpu"), "model": info, "data": args.data, "split": args.split,
-              "subset": args.subset, "factors": factors, "rows": []}
+              "subset": args.subset, "factors": factors, "rows": [],
+              "search": {k: getattr(rescale_module, k) for k in ("RESCALE_KEEP", "RESCALE_TOL", "RESCALE_PASSES")}}
     for item in items:
         image, mask = item.load()
         t_labels = label_interiors(mask > 0, min_area=10)

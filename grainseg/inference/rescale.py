@@ -91,8 +91,8 @@ def training_intercept(dataset: Any, input_size: Optional[Sequence[int]], step: 
 
 
 def find_rescale(predict_at: Callable[[float], np.ndarray], intercept_at: Callable[[np.ndarray, float], Tuple[float, float]],
-                 reference: float, keep: float = RESCALE_KEEP, tol: float = RESCALE_TOL,
-                 passes: int = RESCALE_PASSES,
+                 reference: float, keep: Optional[float] = None, tol: Optional[float] = None,
+                 passes: Optional[int] = None,
                  limits: Tuple[float, float] = RESCALE_RANGE) -> Tuple[np.ndarray, Dict[str, Any]]:
     """(probability at the chosen factor, record) of the search described in the module docstring.
 
@@ -100,8 +100,12 @@ def find_rescale(predict_at: Callable[[float], np.ndarray], intercept_at: Callab
     ``intercept_at(probability, factor)``: its :func:`line_intercept` in network-input pixels.  The
     record holds ``factor``, ``reference_px``, ``intercept_px`` (at the factor), ``passes`` (factor,
     intercept) and ``note`` when the search stopped short (too few grains, or no convergence: the pass
-    closest to the reference is used).
+    closest to the reference is used).  ``keep``, ``tol``, ``passes``: None reads :data:`RESCALE_KEEP`,
+    :data:`RESCALE_TOL`, :data:`RESCALE_PASSES` when called (a benchmark may set them).
     """
+    keep = RESCALE_KEEP if keep is None else keep
+    tol = RESCALE_TOL if tol is None else tol
+    passes = RESCALE_PASSES if passes is None else passes
     if not (isinstance(reference, (int, float)) and math.isfinite(reference) and reference > 0):
         raise ValueError(f"reference must be a positive intercept in px, got {reference!r}")
     if not (tol > 1 and keep > 1):
