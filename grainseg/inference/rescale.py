@@ -50,8 +50,8 @@ def line_intercept(interior: np.ndarray, step: int = 4, pixel: Sequence[float] =
     lengths the second).  The mean lineal intercept is length / crossings; keep the pair to pool images.
     """
     m = np.asarray(interior)
-    if m.ndim != 2 or min(m.shape) < 2:
-        raise ValueError(f"interior must be an (H, W) mask of at least 2x2 px, got shape {m.shape}")
+    if m.ndim != 2 or m.size == 0:
+        raise ValueError(f"interior must be a non-empty (H, W) mask, got shape {m.shape}")
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(f"step must be a positive int, got {step!r}")
     b = ~m.astype(bool)

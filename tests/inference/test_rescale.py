@@ -40,8 +40,9 @@ def test_line_intercept_of_a_grid_and_its_ends():
     # rows: the run at the start 1/2, the inner one 1; columns (2 px tall, wholly boundary) 1 - 1/2 - 1/2
     assert line_intercept(np.repeat(end, 2, 0), step=1)[1] == 2 * 1.5
     assert mean_intercept([np.ones((50, 50), bool)]) is None  # no boundary: no estimate
-    with pytest.raises(ValueError, match="interior must be an"):
+    with pytest.raises(ValueError, match="interior must be a non-empty"):
         line_intercept(np.ones((5,), bool))
+    assert line_intercept(np.zeros((1, 9), bool), step=1) == (8.0, 0.0)  # a 1-px strip: one line, no crossing
     with pytest.raises(ValueError, match="step must be"):
         line_intercept(m, step=0)
 
@@ -124,6 +125,13 @@ def test_auto_rescale_finds_the_magnification_of_an_enlarged_micrograph():
     half, rec = predict_proba_rescaled(net, big, rescale=0.5, batch_size=64)
     assert rec == {"factor": 0.5} and half.shape == (512, 512)
     assert np.array_equal(half, predict_proba_rescaled(net, big, rescale=0.5)[0])
+
+
+def test_auto_rescale_on_images_too_small_to_measure():
+    net = StandInNet(preprocessing={"normalize": "minmax", "input_size": [64, 64], "grain_intercept_px": 20.0})
+    for shape in ((1, 300), (300, 1), (5, 5)):
+        prob, rec = predict_proba_rescaled(net, np.full(shape, 200, np.uint8), rescale="auto")
+        assert prob.shape == shape and rec["factor"] == 1.0 and "too few grains" in rec["note"]
 
 
 def test_rescale_arguments_and_models_without_a_reference():
