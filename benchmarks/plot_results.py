@@ -37,6 +37,8 @@ OURS = [("ours: vmunet_aspp_small, paper split, paper test (0.1)", 90.20, "#e39b
          "#8e44ad"),
         ("ours: vmunet_aspp, grouped split, grouped test", mean_dice("eval_vmunet_aspp_grouped_grouped_test.json"),
          "#6c3483"),
+        ("ours: vmunet (no ASPP), paper protocol, 20 epochs, paper test",
+         mean_dice("eval_vmunet_paper_paper_test.json"), "#a569bd"),
         ("ours: vmunet small (no ASPP), grouped split, grouped test", tile_dice("ablation_noaspp_small.json"),
          "#d35400"),
         ("ours: the same, seed 1", tile_dice("ablation_noaspp_small_seed1.json"),
