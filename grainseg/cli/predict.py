@@ -176,6 +176,17 @@ def _image_progress(files: List[Path], quiet: bool, tqdm):
     return lines()
 
 
+def _g_text(g: dict, kind: str) -> str:
+    """"G planimetric 4.13 (95 %: 3.85-4.41)": G and, when the model records its error, the 95 % interval
+    that holds it as well as the sampling spread."""
+    val = g.get(f"G_{kind}")
+    if val is None:
+        return f"G {kind} n/a"
+    lo, hi = g.get(f"G_{kind}_ci95_with_model_error") or (None, None)
+    band = "" if lo is None or hi is None else f" (95 %: {lo:.2f}-{hi:.2f})"
+    return f"G {kind} {val:.2f}{band}"
+
+
 def _tile_progress(quiet: bool, every: int = TILE_LINE_EVERY):
     """predict_proba's ``progress``: a tqdm bar on a terminal, else a line on stderr every ``every`` tiles."""
     if quiet:
@@ -260,8 +271,7 @@ def run(args: argparse.Namespace) -> int:
             report.save(out, stem, overwrite=args.overwrite)
             s = report.summary
             g = s["astm_e112"]
-            gtxt = "G needs --scale" if scale is None else ", ".join(
-                f"G {k} {'n/a' if g['G_' + k] is None else format(g['G_' + k], '.2f')}" for k in ("planimetric", "intercept"))
+            gtxt = "G needs --scale" if scale is None else ", ".join(_g_text(g, k) for k in ("planimetric", "intercept"))
             factor = (report.model.get("rescale") or {}).get("factor", 1.0)
             rtxt = "" if factor == 1.0 else f" (fed at x{factor:.2f} to match the training grain size)"
             print(f"{path}: {s['grain_count']} grains, {gtxt}{rtxt} -> {out / stem}_*")

@@ -27,6 +27,7 @@ __all__ = [
     "g_from_intercept_mm",
     "grains_per_mm2_from_g",
     "intercept_mm_from_g",
+    "combined_interval",
     "jeffries_count",
     "planimetric",
     "intercept",
@@ -168,6 +169,25 @@ def planimetric(
         out["G_ci95"] = [g_from_grains_per_mm2(lo) if lo > 0 else None, g_from_grains_per_mm2(hi)]
         out["relative_accuracy_pct"] = 100.0 * half / n_a_px
     return out
+
+
+def combined_interval(g: Optional[float], ci95: Optional[Sequence[Optional[float]]],
+                      model_rms: float) -> List[Optional[float]]:
+    """A 95 % interval of G that holds the model's error as well as the sampling spread.
+
+    ``ci95``: the sampling interval of G (sub-fields or test lines); ``model_rms``: the root-mean-square
+    error of the model's G on held-out micrographs (a model card's ``grain_size_validation``).  Each side
+    is ``sqrt(sampling half-width ** 2 + (1.96 model_rms) ** 2)``: the two errors are independent, and a
+    sampling interval alone claims a precision the model does not have.  A side is None where the
+    sampling interval has none (an open side, or a single field).
+    """
+    if g is None or ci95 is None:
+        return [None, None]
+    if isinstance(model_rms, bool) or not isinstance(model_rms, (int, float)) or not model_rms >= 0:
+        raise ValueError(f"model_rms must be a non-negative number (G units), got {model_rms!r}")
+    m = 1.959964 * float(model_rms)
+    lo, hi = ci95
+    return [None if lo is None else g - math.hypot(g - lo, m), None if hi is None else g + math.hypot(hi - g, m)]
 
 
 def _line_positions(n: int, lines: int) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .astm import DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, intercept, planimetric
+from .astm import DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, combined_interval, intercept, planimetric
 from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
 from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
 from .plots import pattern_overlay, size_distribution_png
@@ -215,6 +215,25 @@ class GrainReport:
         }
         if self.scale is None:
             out["astm_e112"]["note"] = NO_SCALE_NOTE
+        else:
+            out["astm_e112"].update(self._model_error())
+        return out
+
+    def _model_error(self) -> Dict[str, Any]:
+        """The 95 % intervals of G widened by the model's validated error (its card's
+        ``grain_size_validation``), or a note that the model records none."""
+        val = (self.model or {}).get("grain_size_validation")
+        if not val:
+            return {"model_error": None, "model_error_note": MODEL_ERROR_MISSING}
+        out: Dict[str, Any] = {"model_error": val}
+        for k in ("planimetric", "intercept"):
+            rms = (val.get("rms_dG") or {}).get(k)
+            g = self.astm.get(k, {})
+            out[f"G_{k}_ci95_with_model_error"] = (
+                None if rms is None else combined_interval(g.get("G"), g.get("G_ci95"), rms))
+        out["model_error_note"] = (f"the *_with_model_error intervals add the model's rms dG on "
+                                   f"{val.get('data', 'held-out micrographs')} to the sampling interval; "
+                                   f"validated for {val.get('material', 'one material')} only")
         return out
 
     def to_csv(self, path: Optional[Union[str, Path]] = None, overwrite: bool = False) -> str:
@@ -296,6 +315,11 @@ class GrainReport:
         return size_distribution_png(self.table[f"equivalent_diameter_{u}"], u, self.scale,
                                      title=Path(self.source).name if self.source else "")
 
+
+
+#: Why a report has no interval with the model's error.
+MODEL_ERROR_MISSING = ("the model records no grain-size validation (config.json 'grain_size_validation'), so the "
+                       "G intervals hold the sampling spread only, not the model's error")
 
 
 def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:

@@ -199,11 +199,12 @@ def load_model(
     """(model in eval mode, info) for a model name, Hub id or directory; None = the embedded default.
 
     ``info`` records what was used: ``id``, ``revision`` (the Hub commit when it came from the Hub
-    cache, else None) and ``sha256`` of the weights file.  The default is read only from the package
+    cache, else None), ``sha256`` of the weights file, and the card's ``grain_size_validation`` (the
+    model's measured G error, which the report adds to its G intervals) when the config has one.  The default is read only from the package
     (FileNotFoundError with a clear message when its weights are absent): no network.
     """
     from grainseg.models import SegmentationModel
-    from grainseg.models.loading import bundled_dir, resolve_pretrained
+    from grainseg.models.loading import bundled_dir, read_config, resolve_pretrained
 
     if spec is None:
         folder = bundled_dir(DEFAULT_MODEL.split("/", 1)[1])
@@ -228,6 +229,9 @@ def load_model(
         "architecture": type(model).__name__,
         "preprocessing": dict(getattr(model, "preprocessing", {}) or {}),
     }
+    validation = read_config(config).get("grain_size_validation")
+    if validation:
+        info["grain_size_validation"] = validation
     return model.eval(), info
 
 

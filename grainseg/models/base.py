@@ -62,7 +62,10 @@ __all__ = [
 ]
 
 #: Keys of config.json that are metadata, not __init__ arguments.
-CONFIG_METADATA_KEYS = ("architecture", "grainseg_version")
+#: config.json keys that describe the weights rather than build the model: ``grain_size_validation`` is the
+#: model's measured grain-size error (see grainseg.grains.astm.combined_interval); it belongs to these exact
+#: weights, so save_pretrained does not carry it over to a fine-tuned copy.
+CONFIG_METADATA_KEYS = ("architecture", "grainseg_version", "grain_size_validation")
 _RESTORING: "contextvars.ContextVar[Optional[Dict[str, bool]]]" = contextvars.ContextVar("grainseg_restoring",
                                                                                         default=None)
 

@@ -120,3 +120,42 @@ def test_usage_errors(capsys, tmp_path):
     assert "--example" in capsys.readouterr().err
     assert main(["predict", "--example", "--scale", "-1", "--out", str(tmp_path / "o")]) == 2
     assert "--scale" in capsys.readouterr().err
+
+
+def test_model_error_from_the_card_reaches_the_summary(tiny_model_dir, small_image, tmp_path):
+    import shutil
+
+    card = tmp_path / "card"
+    shutil.copytree(tiny_model_dir, card)
+    cfg = json.loads((card / "config.json").read_text())
+    cfg["grain_size_validation"] = {"data": "a held-out set", "material": "an alloy",
+                                    "rms_dG": {"planimetric": 0.3, "intercept": 0.2}}
+    (card / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    assert main(["predict", str(small_image), "--model", str(card), "--scale", "0.5", "--out", str(out), "--quiet"]) == 0
+    e = json.loads((out / "good_summary.json").read_text())["astm_e112"]
+    assert e["model_error"]["rms_dG"] == {"planimetric": 0.3, "intercept": 0.2} and "an alloy" in e["model_error_note"]
+    # the same weights without the card's record: the summary says the intervals hold sampling only
+    out2 = tmp_path / "out2"
+    assert main(["predict", str(small_image), "--model", str(tiny_model_dir), "--scale", "0.5", "--out", str(out2),
+                 "--quiet"]) == 0
+    e2 = json.loads((out2 / "good_summary.json").read_text())["astm_e112"]
+    assert e2["model_error"] is None and "sampling spread only" in e2["model_error_note"]
+
+
+def test_the_embedded_default_prints_g_with_its_validated_error(tmp_path, capsys):
+    from grainseg.inference.predict import load_model
+
+    model, info = load_model(None)
+    val = info["grain_size_validation"]
+    assert set(val["rms_dG"]) == {"planimetric", "intercept"} and all(0 < v < 1 for v in val["rms_dG"].values())
+    assert "grain_size_validation" not in model.config  # metadata of the weights, not a build argument
+    out = tmp_path / "out"
+    assert main(["predict", "--example", "--scale", "0.5", "--out", str(out), "--quiet"]) == 0
+    e = json.loads((out / "sample_micrograph_summary.json").read_text())["astm_e112"]
+    printed = capsys.readouterr().out
+    for k in ("planimetric", "intercept"):
+        lo, hi = e[f"G_{k}_ci95_with_model_error"]
+        slo, shi = e[f"G_{k}_ci95"]
+        assert lo < slo <= e[f"G_{k}"] <= shi < hi
+        assert f"G {k} {e[f'G_{k}']:.2f} (95 %: {lo:.2f}-{hi:.2f})" in printed

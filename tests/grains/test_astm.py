@@ -126,3 +126,18 @@ def test_bad_labels():
         intercept(np.ones((4, 4), np.int32), lines=0)
     with pytest.raises(ValueError, match="mm"):
         g_from_intercept_mm(0)
+
+
+def test_combined_interval_adds_the_model_error_in_quadrature():
+    from grainseg.grains.astm import combined_interval
+
+    lo, hi = combined_interval(4.0, [3.9, 4.2], 0.1)
+    m = 1.959964 * 0.1
+    assert lo == pytest.approx(4.0 - math.hypot(0.1, m)) and hi == pytest.approx(4.0 + math.hypot(0.2, m))
+    assert combined_interval(4.0, [3.9, 4.2], 0.0) == pytest.approx([3.9, 4.2])  # no model error: the sampling one
+    assert combined_interval(4.0, [None, 4.2], 0.1)[0] is None  # an open side stays open
+    assert combined_interval(None, [3.9, 4.2], 0.1) == [None, None]
+    assert combined_interval(4.0, None, 0.1) == [None, None]
+    for bad in (-0.1, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match="model_rms"):
+            combined_interval(4.0, [3.9, 4.2], bad)

@@ -109,3 +109,24 @@ def test_size_distribution_plot_or_none_without_matplotlib(micrograph, monkeypat
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     monkeypatch.setattr(plots, "have_matplotlib", lambda: False)
     assert plots.size_distribution_png(np.array([1.0, 2.0]), "um") is None
+
+
+def test_model_error_widens_the_g_intervals_only_when_the_model_records_it(micrograph):
+    s = micrograph
+    val = {"data": "held-out set", "material": "test alloy", "rms_dG": {"planimetric": 0.2, "intercept": 0.1}}
+    with_val = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=0.8,
+                                            model={"id": "m", "grain_size_validation": val}).summary["astm_e112"]
+    for k in ("planimetric", "intercept"):
+        lo, hi = with_val[f"G_{k}_ci95"]
+        wlo, whi = with_val[f"G_{k}_ci95_with_model_error"]
+        rms = val["rms_dG"][k]
+        assert wlo < lo and whi > hi  # wider on both sides ...
+        assert with_val[f"G_{k}"] - wlo >= 1.959964 * rms - 1e-9  # ... by at least the model's own 95 % half-width
+    assert with_val["model_error"] == val and "test alloy" in with_val["model_error_note"]
+    plain = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=0.8,
+                                         model={"id": "m"}).summary["astm_e112"]
+    assert plain["model_error"] is None and "sampling spread only" in plain["model_error_note"]
+    assert "G_planimetric_ci95_with_model_error" not in plain
+    no_scale = GrainReport.from_probability(s.image, s.mask.astype(np.float32),
+                                            model={"id": "m", "grain_size_validation": val}).summary["astm_e112"]
+    assert "model_error" not in no_scale and no_scale["G_planimetric"] is None
