@@ -26,6 +26,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from grainseg.grains.astm import combined_interval
+
 from .rescale import DEFAULT_RESCALE
 
 __all__ = ["LabelledImage", "collect_labelled", "validate", "write_outputs", "format_validation"]
@@ -122,12 +124,15 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
              mask_threshold: float = 127, grain_kw: Optional[Dict[str, Any]] = None, tolerance: float = 2.0,
              overlap: float = 0.25, batch_size: int = 4, device=None, progress=None,
              keep_maps: bool = False, tta: Union[bool, str, None] = None,
-             rescale: Union[None, str, float] = DEFAULT_RESCALE) -> Dict[str, Any]:
+             rescale: Union[None, str, float] = DEFAULT_RESCALE,
+             model_error: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Per-image rows and a summary (see the module docstring).  ``scale`` (um/px) only labels G.
 
     ``progress``: a callable given one line per finished image.  ``keep_maps``: also return, per image,
     the arrays the PNG panel needs (image, truth, prediction, probability).  ``tta``, ``rescale``: as for
-    :func:`~grainseg.inference.analyze` (each row records the rescale factor used).
+    :func:`~grainseg.inference.analyze` (each row records the rescale factor used).  ``model_error``: the
+    model card's ``grain_size_validation`` (``load_model``'s info); each row then also says whether the
+    true G lies in the predicted 95 % interval widened by it, as it does for the sampling interval alone.
     """
     from skimage.metrics import adapted_rand_error, variation_of_information
 
@@ -170,6 +175,14 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
                          ("intercept_direct_e112", "intercept_e112_direct")):
             gt, gp = truth.astm.get(src, {}).get("G"), pred.astm.get(src, {}).get("G")
             row[f"G_{key}_true"], row[f"G_{key}_pred"], row[f"dG_{key}"] = gt, gp, _delta(gp, gt)
+        for key in ("planimetric", "intercept"):
+            ci, gt = pred.astm.get(key, {}).get("G_ci95"), row[f"G_{key}_true"]
+            row[f"G_{key}_pred_ci95"], row[f"G_{key}_true_in_ci95"] = ci, _inside(gt, ci)
+            rms = ((model_error or {}).get("rms_dG") or {}).get(key)
+            if rms is not None:
+                wide = combined_interval(row[f"G_{key}_pred"], ci, rms)
+                row[f"G_{key}_pred_ci95_with_model_error"] = wide
+                row[f"G_{key}_true_in_ci95_with_model_error"] = _inside(gt, wide)
         row["warnings"] = warnings
         rows.append(row)
         if keep_maps:
@@ -191,9 +204,20 @@ def _summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         out[f"mean_abs_dG_{key}"] = float(np.mean(np.abs(d))) if d else None
         out[f"bias_dG_{key}"] = float(np.mean(d)) if d else None
         out[f"n_dG_{key}"] = len(d)
+    for key in ("planimetric", "intercept"):
+        for kind in ("ci95", "ci95_with_model_error"):
+            flags = [r[f"G_{key}_true_in_{kind}"] for r in rows if r.get(f"G_{key}_true_in_{kind}") is not None]
+            out[f"true_in_{kind}_{key}"] = [sum(flags), len(flags)] if flags else None
     t, p = sum(r["grains_true"] for r in rows), sum(r["grains_pred"] for r in rows)
     out.update(grains_true=t, grains_pred=p, grain_count_ratio=(p / t) if t else None)
     return out
+
+
+def _inside(g: Optional[float], interval: Optional[Sequence[Optional[float]]]) -> Optional[bool]:
+    """Whether g lies in [lo, hi]; None when either is unknown."""
+    if g is None or not interval or interval[0] is None or interval[1] is None:
+        return None
+    return bool(interval[0] <= g <= interval[1])
 
 
 def _fmt(v: Optional[float], spec: str = "+.3f") -> str:
@@ -203,7 +227,9 @@ def _fmt(v: Optional[float], spec: str = "+.3f") -> str:
 COLUMNS = ("image", "tiles", "height", "width", "dice", "boundary_f1", "adapted_rand_error", "vi_split", "vi_merge",
            "grains_true", "grains_pred", "rescale", "G_planimetric_true", "G_planimetric_pred", "dG_planimetric",
            "G_intercept_true", "G_intercept_pred", "dG_intercept", "G_intercept_direct_e112_true",
-           "G_intercept_direct_e112_pred", "dG_intercept_direct_e112")
+           "G_intercept_direct_e112_pred", "dG_intercept_direct_e112", "G_planimetric_true_in_ci95",
+           "G_planimetric_true_in_ci95_with_model_error", "G_intercept_true_in_ci95",
+           "G_intercept_true_in_ci95_with_model_error")
 
 
 def to_csv(rows: List[Dict[str, Any]]) -> str:
@@ -232,6 +258,13 @@ def format_validation(result: Dict[str, Any]) -> str:
     lines.append(f"mean |dG| planimetric {_fmt(s['mean_abs_dG_planimetric'], '.3f')} (bias "
                  f"{_fmt(s['bias_dG_planimetric'])}), intercept {_fmt(s['mean_abs_dG_intercept'], '.3f')} (bias "
                  f"{_fmt(s['bias_dG_intercept'])}); grains predicted / true {s['grains_pred']} / {s['grains_true']}")
+    cover = []
+    for key in ("planimetric", "intercept"):
+        base, wide = s.get(f"true_in_ci95_{key}"), s.get(f"true_in_ci95_with_model_error_{key}")
+        if base:
+            cover.append(f"{key} {base[0]}/{base[1]}" + (f" (with the model's error {wide[0]}/{wide[1]})" if wide else ""))
+    if cover:
+        lines.append("true G inside the predicted 95 % interval: " + ", ".join(cover))
     return "\n".join(lines)
 
 

@@ -34,6 +34,18 @@ def _write_tiled(root: Path, sources=(1, 2), grid=(2, 3), tile=96, seed=0):
     return root
 
 
+def _mask_net(mask: np.ndarray) -> StandInNet:
+    """A 'model' whose logits are a fixed mask (grain 1, boundary 0), at the mask's own size."""
+
+    class MaskNet(StandInNet):
+        def forward(self, x):
+            import torch
+            return (torch.from_numpy(mask).float()[None, None] * 20 - 10).expand(x.shape[0], 1, *x.shape[-2:])
+
+    return MaskNet(preprocessing={"normalize": "minmax", "input_size": list(mask.shape),
+                                  "train_image_size": list(mask.shape)})
+
+
 @pytest.fixture(scope="module")
 def tiled(tmp_path_factory):
     return _write_tiled(tmp_path_factory.mktemp("val") / "exone")
@@ -83,17 +95,42 @@ def test_a_perfect_prediction_has_zero_dg(tiled):
     items = collect_labelled(tiled, "grouped", "test")
     _, mask = items[0].load()
 
-    class Oracle(StandInNet):
-        def forward(self, x):
-            import torch
-            return (torch.from_numpy(mask).float()[None, None] * 20 - 10).expand(x.shape[0], 1, *x.shape[-2:])
-
-    oracle = Oracle(preprocessing={"normalize": "minmax", "input_size": list(mask.shape),
-                                   "train_image_size": list(mask.shape)})
-    res = validate(oracle, items, grain_kw={"method": "threshold"})
+    res = validate(_mask_net(mask), items, grain_kw={"method": "threshold"})
     r = res["rows"][0]
     assert r["dice"] == pytest.approx(1.0) and r["dG_planimetric"] == pytest.approx(0, abs=1e-9)
     assert r["dG_intercept"] == pytest.approx(0, abs=1e-9) and r["adapted_rand_error"] < 1e-6
+    # the true G is the predicted one, so it lies in the sampling interval; no model error given, none reported
+    assert r["G_planimetric_true_in_ci95"] is True and r["G_intercept_true_in_ci95"] is True
+    assert "G_planimetric_true_in_ci95_with_model_error" not in r
+    assert res["summary"]["true_in_ci95_planimetric"] == [1, 1]
+    assert res["summary"]["true_in_ci95_with_model_error_planimetric"] is None
+
+
+def test_coverage_of_the_interval_with_the_model_error(tiled):
+    """A model that splits every grain: the sampling interval misses the true G, an
+    interval widened by a model error of that size holds it, and the summary counts both."""
+    items = collect_labelled(tiled, "grouped", "test")
+    _, mask = items[0].load()
+    thick = (mask > 0).copy()
+    thick[::24, :] = False  # extra straight boundaries every 24 px: every grain split, G too high
+    thick[:, ::24] = False
+
+    net = _mask_net(thick)
+    base = validate(net, items, grain_kw={"method": "threshold"})
+    r = base["rows"][0]
+    err = abs(r["dG_planimetric"])
+    assert r["G_planimetric_true_in_ci95"] is False and err > 0  # the sampling interval alone misses it
+    wide = validate(net, items, grain_kw={"method": "threshold"},
+                    model_error={"rms_dG": {"planimetric": err, "intercept": 0.0}})
+    w = wide["rows"][0]
+    lo, hi = w["G_planimetric_pred_ci95_with_model_error"]
+    assert lo <= w["G_planimetric_true"] <= hi and w["G_planimetric_true_in_ci95_with_model_error"] is True
+    assert w["G_intercept_pred_ci95_with_model_error"] == pytest.approx(w["G_intercept_pred_ci95"])  # rms 0: unchanged
+    assert wide["summary"]["true_in_ci95_with_model_error_planimetric"] == [1, 1]
+    from grainseg.inference.validate import format_validation
+
+    assert "true G inside the predicted 95 % interval: planimetric 0/1 (with the model's error 1/1)" in \
+        format_validation(wide)
 
 
 def test_validate_cli_and_bad_input(tiled, tmp_path, capsys):
@@ -123,5 +160,8 @@ def test_validate_cli_with_the_embedded_model_writes_json_csv_panels(tiled, tmp_
     assert rec["instances"]["method"] == "watershed" and (out / "RG2_panel.png").is_file()
     assert rec["rescale"] == "auto" and all(r["rescale"] > 0 for r in rec["images"])  # the factor used, per image
     assert "rescale" in (out / "validation.csv").read_text().splitlines()[0].split(",")
+    # the embedded default records its grain-size error: every row says whether the widened interval holds G
+    assert all(isinstance(r["G_planimetric_true_in_ci95_with_model_error"], bool) for r in rec["images"])
+    assert "true G inside the predicted 95 % interval" in text and "with the model's error" in text
     with pytest.raises(FileExistsError, match="--overwrite"):
         main(["validate", "--data", str(tiled), "--split", "grouped", "--out", str(out), "--quiet"])
