@@ -29,7 +29,7 @@ G_INTERCEPT_COUNT = ("label changes of the grain tessellation along 10 horizonta
 #: Plausible ASTM E112 G: outside it the scale or the segmentation is almost surely wrong.
 G_PLAUSIBLE = (-3.0, 20.0)
 
-__all__ = ["GrainReport", "OUTPUT_SUFFIXES"]
+__all__ = ["GrainReport", "OUTPUT_SUFFIXES", "model_error_rms"]
 
 #: File name endings written by :meth:`GrainReport.save` (``<stem><suffix>``).
 OUTPUT_SUFFIXES = {
@@ -225,9 +225,10 @@ class GrainReport:
         val = (self.model or {}).get("grain_size_validation")
         if not val:
             return {"model_error": None, "model_error_note": MODEL_ERROR_MISSING}
+        rms_by_method = model_error_rms(val)
         out: Dict[str, Any] = {"model_error": val}
         for k in ("planimetric", "intercept"):
-            rms = (val.get("rms_dG") or {}).get(k)
+            rms = rms_by_method.get(k)
             g = self.astm.get(k, {})
             out[f"G_{k}_ci95_with_model_error"] = (
                 None if rms is None else combined_interval(g.get("G"), g.get("G_ci95"), rms))
@@ -315,6 +316,24 @@ class GrainReport:
         return size_distribution_png(self.table[f"equivalent_diameter_{u}"], u, self.scale,
                                      title=Path(self.source).name if self.source else "")
 
+
+
+def model_error_rms(record: Any, where: str = "grain_size_validation") -> Dict[str, float]:
+    """The ``rms_dG`` of a model card's ``grain_size_validation`` record, checked: a dict whose
+    ``rms_dG`` maps "planimetric" / "intercept" to non-negative numbers (G units).  ValueError naming
+    ``where`` otherwise, so that a malformed card fails where it is read, not inside a measurement."""
+    expected = ("a dict with 'rms_dG': {'planimetric': float >= 0, 'intercept': float >= 0} (rms error of G on "
+                "held-out micrographs)")
+    rms = record.get("rms_dG") if isinstance(record, dict) else None
+    if not isinstance(rms, dict) or not rms:
+        raise ValueError(f"{where} must be {expected}, got {record!r}")
+    out: Dict[str, float] = {}
+    for k, v in rms.items():
+        if k not in ("planimetric", "intercept") or isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{where} must be {expected}; its rms_dG has {k!r}: {v!r}")
+        out[k] = float(v)
+    return out
 
 
 #: Why a report has no interval with the model's error.

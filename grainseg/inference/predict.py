@@ -230,7 +230,10 @@ def load_model(
         "preprocessing": dict(getattr(model, "preprocessing", {}) or {}),
     }
     validation = read_config(config).get("grain_size_validation")
-    if validation:
+    if validation is not None:
+        from grainseg.grains.report import model_error_rms
+
+        model_error_rms(validation, where=f"{config}: 'grain_size_validation'")  # a bad card fails here, clearly
         info["grain_size_validation"] = validation
     return model.eval(), info
 

@@ -136,12 +136,13 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
     """
     from skimage.metrics import adapted_rand_error, variation_of_information
 
-    from grainseg.grains.report import GrainReport
+    from grainseg.grains.report import GrainReport, model_error_rms
     from grainseg.grains.stats import label_interiors, tessellate_grains
     from grainseg.train.metrics import boundary_f1, dice_score
 
     from .predict import predict_for_grains
 
+    rms_by_method = {} if model_error is None else model_error_rms(model_error, where="model_error")
     kw = dict(grain_kw or {})
     g_scale = 1.0 if scale is None else float(scale)
     rows, maps = [], []
@@ -178,7 +179,7 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
         for key in ("planimetric", "intercept"):
             ci, gt = pred.astm.get(key, {}).get("G_ci95"), row[f"G_{key}_true"]
             row[f"G_{key}_pred_ci95"], row[f"G_{key}_true_in_ci95"] = ci, _inside(gt, ci)
-            rms = ((model_error or {}).get("rms_dG") or {}).get(key)
+            rms = rms_by_method.get(key)
             if rms is not None:
                 wide = combined_interval(row[f"G_{key}_pred"], ci, rms)
                 row[f"G_{key}_pred_ci95_with_model_error"] = wide

@@ -159,3 +159,19 @@ def test_the_embedded_default_prints_g_with_its_validated_error(tmp_path, capsys
         slo, shi = e[f"G_{k}_ci95"]
         assert lo < slo <= e[f"G_{k}"] <= shi < hi
         assert f"G {k} {e[f'G_{k}']:.2f} (95 %: {lo:.2f}-{hi:.2f})" in printed
+
+
+def test_a_malformed_card_record_fails_at_load_naming_the_file(tiny_model_dir, small_image, tmp_path, capsys):
+    import shutil
+
+    card = tmp_path / "card"
+    shutil.copytree(tiny_model_dir, card)
+    cfg = json.loads((card / "config.json").read_text())
+    cfg["grain_size_validation"] = {"rms_dG": {"planimetric": -1}}
+    (card / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    rc = main(["predict", str(small_image), "--model", str(card), "--scale", "0.5", "--out", str(out), "--quiet"])
+    err = error_lines(capsys.readouterr().err)
+    assert rc != 0 and len(err) == 1
+    assert "config.json" in err[0] and "grain_size_validation" in err[0] and "'planimetric': -1" in err[0]
+    assert not (out / "good_summary.json").exists()

@@ -130,3 +130,18 @@ def test_model_error_widens_the_g_intervals_only_when_the_model_records_it(micro
     no_scale = GrainReport.from_probability(s.image, s.mask.astype(np.float32),
                                             model={"id": "m", "grain_size_validation": val}).summary["astm_e112"]
     assert "model_error" not in no_scale and no_scale["G_planimetric"] is None
+
+
+@pytest.mark.parametrize("bad", ["0.2", {"rms_dG": 0.2}, {"rms_dG": {}}, {"rms_dG": {"planimetric": -0.1}},
+                                 {"rms_dG": {"planimetric": float("nan")}}, {"rms_dG": {"planimetric": "0.2"}},
+                                 {"rms_dG": {"volume": 0.2}}, {"data": "x"}])
+def test_a_malformed_model_error_record_is_a_clear_error(micrograph, bad):
+    from grainseg.grains.report import model_error_rms
+
+    with pytest.raises(ValueError, match="grain_size_validation must be a dict with 'rms_dG'"):
+        model_error_rms(bad)
+    s = micrograph
+    report = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=0.8,
+                                          model={"id": "m", "grain_size_validation": bad})
+    with pytest.raises(ValueError, match="rms_dG"):
+        report.summary
