@@ -15,6 +15,10 @@ from pathlib import Path
 from grainseg.cli._grain_args import add_instance_args, add_rescale_arg, add_tta_arg, instance_kwargs, rescale_value
 
 PROG = "grainseg validate"
+#: How to use the card record validation.json carries.
+CARD_HOW = ("if these images were held out of the model's training and of its checkpoint selection, copy this "
+            "block into the model folder's config.json as \"grain_size_validation\", with a \"material\" entry "
+            "naming what the images show: predict and analyze then widen every G interval by its rms_dG")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from grainseg.cli.predict import _check_out_dir, _device
     from grainseg.inference.predict import load_model
     from grainseg.inference.tta import record_tta
-    from grainseg.inference.validate import collect_labelled, format_validation, validate, write_outputs
+    from grainseg.inference.validate import card_record, collect_labelled, format_validation, validate, write_outputs
 
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         raise ValueError(f"--scale must be a positive, finite number of micrometres per pixel, got {args.scale}")
@@ -76,10 +80,18 @@ def run(args: argparse.Namespace) -> int:
                       tta=args.tta, rescale=rescale, model_error=info.get("grain_size_validation"))
     meta = {"model": info, "data": str(Path(args.data).resolve()), "split": args.split, "subset": args.subset,
             "stitch": args.stitch, "rescale": args.rescale}
+    where = meta["data"] + ("" if args.split is None else f" (split {args.split}, subset {args.subset})")
+    record = card_record(result["summary"], where)
+    if record is not None:
+        meta["grain_size_validation"] = {**record, "how": CARD_HOW}
     write_outputs(result, out, overwrite=args.overwrite, meta=meta)
     print(format_validation(result))
     for r in result["rows"]:
         for w in r["warnings"]:
             print(f"{PROG}: warning: {r['image']}: {w}", file=sys.stderr)
+    if record is not None:
+        print(f"rms dG planimetric {record['rms_dG']['planimetric']:.3f}, intercept "
+              f"{record['rms_dG']['intercept']:.3f}: 'grain_size_validation' in validation.json is the record a "
+              "model card takes (see its 'how')")
     print(f"-> {out / 'validation.json'}, {out / 'validation.csv'}" + ("" if args.no_panels else ", panels"))
     return 0

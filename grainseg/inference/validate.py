@@ -30,7 +30,7 @@ from grainseg.grains.astm import combined_interval
 
 from .rescale import DEFAULT_RESCALE
 
-__all__ = ["LabelledImage", "collect_labelled", "validate", "write_outputs", "format_validation"]
+__all__ = ["LabelledImage", "card_record", "collect_labelled", "validate", "write_outputs", "format_validation"]
 
 _TILE = re.compile(r"^(?P<stem>.+?)_(?P<r>\d+)_(?P<c>\d+)$")
 
@@ -204,6 +204,7 @@ def _summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         d = [r[f"dG_{key}"] for r in rows if r.get(f"dG_{key}") is not None]
         out[f"mean_abs_dG_{key}"] = float(np.mean(np.abs(d))) if d else None
         out[f"bias_dG_{key}"] = float(np.mean(d)) if d else None
+        out[f"rms_dG_{key}"] = float(np.sqrt(np.mean(np.square(d)))) if d else None
         out[f"n_dG_{key}"] = len(d)
     for key in ("planimetric", "intercept"):
         for kind in ("ci95", "ci95_with_model_error"):
@@ -212,6 +213,19 @@ def _summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     t, p = sum(r["grains_true"] for r in rows), sum(r["grains_pred"] for r in rows)
     out.update(grains_true=t, grains_pred=p, grain_count_ratio=(p / t) if t else None)
     return out
+
+
+def card_record(summary: Dict[str, Any], data: str) -> Optional[Dict[str, Any]]:
+    """A ``grain_size_validation`` record for a model card (config.json) from a validation summary, or
+    None when G was not measured on both sides.  Record it only for images held out of the model's
+    training *and* of its selection: the report widens every G interval by it."""
+    rms = {k: summary.get(f"rms_dG_{k}") for k in ("planimetric", "intercept")}
+    if any(v is None for v in rms.values()):
+        return None
+    return {"data": data, "micrographs": min(summary.get("n_dG_planimetric", 0), summary.get("n_dG_intercept", 0)),
+            "rms_dG": {k: round(v, 4) for k, v in rms.items()},
+            "mean_abs_dG": {k: round(summary[f"mean_abs_dG_{k}"], 4) for k in rms},
+            "bias_dG": {k: round(summary[f"bias_dG_{k}"], 4) for k in rms}}
 
 
 def _inside(g: Optional[float], interval: Optional[Sequence[Optional[float]]]) -> Optional[bool]:

@@ -163,5 +163,14 @@ def test_validate_cli_with_the_embedded_model_writes_json_csv_panels(tiled, tmp_
     # the embedded default records its grain-size error: every row says whether the widened interval holds G
     assert all(isinstance(r["G_planimetric_true_in_ci95_with_model_error"], bool) for r in rec["images"])
     assert "true G inside the predicted 95 % interval" in text and "with the model's error" in text
+    # the record a model card takes: rms dG over the images, and it loads as one
+    card = rec["grain_size_validation"]
+    for k in ("planimetric", "intercept"):
+        d = [r[f"dG_{k}"] for r in rec["images"]]
+        assert card["rms_dG"][k] == pytest.approx(float(np.sqrt(np.mean(np.square(d)))), abs=1e-4)
+    assert card["micrographs"] == len(rec["images"]) and "config.json" in card["how"] and "rms dG" in text
+    from grainseg.grains.report import model_error_rms
+
+    assert model_error_rms(card) == card["rms_dG"]
     with pytest.raises(FileExistsError, match="--overwrite"):
         main(["validate", "--data", str(tiled), "--split", "grouped", "--out", str(out), "--quiet"])
