@@ -29,6 +29,7 @@ __all__ = [
     "intercept_mm_from_g",
     "combined_interval",
     "jeffries_count",
+    "model_error_rms",
     "planimetric",
     "intercept",
     "NO_SCALE_NOTE",
@@ -188,6 +189,24 @@ def combined_interval(g: Optional[float], ci95: Optional[Sequence[Optional[float
     m = 1.959964 * float(model_rms)
     lo, hi = ci95
     return [None if lo is None else g - math.hypot(g - lo, m), None if hi is None else g + math.hypot(hi - g, m)]
+
+
+def model_error_rms(record: Any, where: str = "grain_size_validation") -> Dict[str, float]:
+    """The ``rms_dG`` of a model card's ``grain_size_validation`` record, checked: a dict whose
+    ``rms_dG`` maps "planimetric" / "intercept" to non-negative numbers (G units).  ValueError naming
+    ``where`` otherwise, so that a malformed card fails where it is read, not inside a measurement."""
+    expected = ("a dict with 'rms_dG': {'planimetric': float >= 0, 'intercept': float >= 0} (rms error of G on "
+                "held-out micrographs)")
+    rms = record.get("rms_dG") if isinstance(record, dict) else None
+    if not isinstance(rms, dict) or not rms:
+        raise ValueError(f"{where} must be {expected}, got {record!r}")
+    out: Dict[str, float] = {}
+    for k, v in rms.items():
+        if k not in ("planimetric", "intercept") or isinstance(v, bool) or not isinstance(v, (int, float)) \
+                or not math.isfinite(v) or v < 0:
+            raise ValueError(f"{where} must be {expected}; its rms_dG has {k!r}: {v!r}")
+        out[k] = float(v)
+    return out
 
 
 def _line_positions(n: int, lines: int) -> np.ndarray:

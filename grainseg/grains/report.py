@@ -15,7 +15,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .astm import DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, combined_interval, intercept, planimetric
+from .astm import DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, combined_interval, intercept, model_error_rms, planimetric
 from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
 from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
 from .plots import pattern_overlay, size_distribution_png
@@ -29,7 +29,7 @@ G_INTERCEPT_COUNT = ("label changes of the grain tessellation along 10 horizonta
 #: Plausible ASTM E112 G: outside it the scale or the segmentation is almost surely wrong.
 G_PLAUSIBLE = (-3.0, 20.0)
 
-__all__ = ["GrainReport", "OUTPUT_SUFFIXES", "model_error_rms"]
+__all__ = ["GrainReport", "OUTPUT_SUFFIXES"]
 
 #: File name endings written by :meth:`GrainReport.save` (``<stem><suffix>``).
 OUTPUT_SUFFIXES = {
@@ -316,24 +316,6 @@ class GrainReport:
         return size_distribution_png(self.table[f"equivalent_diameter_{u}"], u, self.scale,
                                      title=Path(self.source).name if self.source else "")
 
-
-
-def model_error_rms(record: Any, where: str = "grain_size_validation") -> Dict[str, float]:
-    """The ``rms_dG`` of a model card's ``grain_size_validation`` record, checked: a dict whose
-    ``rms_dG`` maps "planimetric" / "intercept" to non-negative numbers (G units).  ValueError naming
-    ``where`` otherwise, so that a malformed card fails where it is read, not inside a measurement."""
-    expected = ("a dict with 'rms_dG': {'planimetric': float >= 0, 'intercept': float >= 0} (rms error of G on "
-                "held-out micrographs)")
-    rms = record.get("rms_dG") if isinstance(record, dict) else None
-    if not isinstance(rms, dict) or not rms:
-        raise ValueError(f"{where} must be {expected}, got {record!r}")
-    out: Dict[str, float] = {}
-    for k, v in rms.items():
-        if k not in ("planimetric", "intercept") or isinstance(v, bool) or not isinstance(v, (int, float)) \
-                or not math.isfinite(v) or v < 0:
-            raise ValueError(f"{where} must be {expected}; its rms_dG has {k!r}: {v!r}")
-        out[k] = float(v)
-    return out
 
 
 #: Why a report has no interval with the model's error.

@@ -204,7 +204,7 @@ def load_model(
     (FileNotFoundError with a clear message when its weights are absent): no network.
     """
     from grainseg.models import SegmentationModel
-    from grainseg.models.loading import bundled_dir, read_config, resolve_pretrained
+    from grainseg.models.loading import bundled_dir, resolve_pretrained
 
     if spec is None:
         folder = bundled_dir(DEFAULT_MODEL.split("/", 1)[1])
@@ -229,12 +229,8 @@ def load_model(
         "architecture": type(model).__name__,
         "preprocessing": dict(getattr(model, "preprocessing", {}) or {}),
     }
-    validation = read_config(config).get("grain_size_validation")
-    if validation is not None:
-        from grainseg.grains.report import model_error_rms
-
-        model_error_rms(validation, where=f"{config}: 'grain_size_validation'")  # a bad card fails here, clearly
-        info["grain_size_validation"] = validation
+    if getattr(model, "grain_size_validation", None):
+        info["grain_size_validation"] = model.grain_size_validation
     return model.eval(), info
 
 
@@ -277,6 +273,8 @@ def analyze(
     if isinstance(model, nn.Module):
         info: Dict[str, Any] = {"id": getattr(model, "model_name", None) or type(model).__name__, "revision": None,
                                 "architecture": type(model).__name__}
+        if getattr(model, "grain_size_validation", None):
+            info["grain_size_validation"] = model.grain_size_validation
     else:
         model, info = load_model(model, device=device)
     if model_info is not None:

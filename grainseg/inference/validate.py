@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from grainseg.grains.astm import combined_interval
+from grainseg.grains.astm import combined_interval, model_error_rms
 
 from .rescale import DEFAULT_RESCALE
 
@@ -130,18 +130,21 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
 
     ``progress``: a callable given one line per finished image.  ``keep_maps``: also return, per image,
     the arrays the PNG panel needs (image, truth, prediction, probability).  ``tta``, ``rescale``: as for
-    :func:`~grainseg.inference.analyze` (each row records the rescale factor used).  ``model_error``: the
-    model card's ``grain_size_validation`` (``load_model``'s info); each row then also says whether the
-    true G lies in the predicted 95 % interval widened by it, as it does for the sampling interval alone.
+    :func:`~grainseg.inference.analyze` (each row records the rescale factor used).  ``model_error``: a
+    model card's ``grain_size_validation`` (default: the model's own, when it was loaded from a card that
+    has one); each row then also says whether the true G lies in the predicted 95 % interval widened by
+    it, as it does for the sampling interval alone.
     """
     from skimage.metrics import adapted_rand_error, variation_of_information
 
-    from grainseg.grains.report import GrainReport, model_error_rms
+    from grainseg.grains.report import GrainReport
     from grainseg.grains.stats import label_interiors, tessellate_grains
     from grainseg.train.metrics import boundary_f1, dice_score
 
     from .predict import predict_for_grains
 
+    if model_error is None:
+        model_error = getattr(model, "grain_size_validation", None)
     rms_by_method = {} if model_error is None else model_error_rms(model_error, where="model_error")
     kw = dict(grain_kw or {})
     g_scale = 1.0 if scale is None else float(scale)

@@ -44,6 +44,7 @@ from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin
 from torch import Tensor, nn
 
 from grainseg.data.preprocessing import DEFAULT_PREPROCESSING, normalize_preprocessing
+from grainseg.grains.astm import model_error_rms
 
 from .loading import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, header_shapes, hub_offline, read_config, read_weights
 from .loading import resolve_pretrained
@@ -211,6 +212,10 @@ class SegmentationModel(
     #: names of the submodules that form the encoder (what ``--freeze-encoder-epochs`` freezes while
     #: fine-tuning); empty: the class does not say, and :meth:`encoder_parameters` refuses.
     encoder_modules: Tuple[str, ...] = ()
+    #: the card's measured grain-size error (config.json ``grain_size_validation``, read by ``from_files``):
+    #: ``{"rms_dG": {"planimetric": .., "intercept": ..}, "data": .., "material": ..}``; None for weights that
+    #: record none, a new model, or one built with ``from_config``.  The report widens G intervals by it.
+    grain_size_validation: Optional[Dict[str, Any]] = None
 
     def __init__(self, in_chans: int = 3, num_classes: int = 1, preprocessing: Optional[dict] = None) -> None:
         super().__init__()
@@ -488,6 +493,10 @@ class SegmentationModel(
                                      local_files_only=hub_offline(local_files_only)):
             model = cls.from_config(config, **model_kwargs)
         model.load_weights(read_weights(weights_path), strict=strict)
+        validation = config.get("grain_size_validation")
+        if validation is not None:  # a malformed card fails here, naming its file
+            model_error_rms(validation, where=f"{config_path}: 'grain_size_validation'")
+            model.grain_size_validation = validation
         return model.to(map_location).eval()
 
     @classmethod

@@ -150,6 +150,14 @@ def test_the_embedded_default_prints_g_with_its_validated_error(tmp_path, capsys
     val = info["grain_size_validation"]
     assert set(val["rms_dG"]) == {"planimetric", "intercept"} and all(0 < v < 1 for v in val["rms_dG"].values())
     assert "grain_size_validation" not in model.config  # metadata of the weights, not a build argument
+    assert model.grain_size_validation == val  # the loaded model carries it, for the Python API too
+    from grainseg.inference import analyze
+
+    api = analyze(EXAMPLE_IMAGE, model, scale=0.5).summary["astm_e112"]
+    assert api["model_error"] == val and api["G_planimetric_ci95_with_model_error"][0] is not None
+    model.save_pretrained(tmp_path / "copy")  # a copy (say, to fine-tune) does not inherit the measured error
+    assert "grain_size_validation" not in json.loads((tmp_path / "copy" / "config.json").read_text())
+    assert grainseg.from_pretrained(tmp_path / "copy").grain_size_validation is None
     out = tmp_path / "out"
     assert main(["predict", "--example", "--scale", "0.5", "--out", str(out), "--quiet"]) == 0
     e = json.loads((out / "sample_micrograph_summary.json").read_text())["astm_e112"]
@@ -175,3 +183,5 @@ def test_a_malformed_card_record_fails_at_load_naming_the_file(tiny_model_dir, s
     assert rc != 0 and len(err) == 1
     assert "config.json" in err[0] and "grain_size_validation" in err[0] and "'planimetric': -1" in err[0]
     assert not (out / "good_summary.json").exists()
+    with pytest.raises(ValueError, match="config.json: 'grain_size_validation' must be"):
+        grainseg.from_pretrained(card)

@@ -136,7 +136,7 @@ def test_model_error_widens_the_g_intervals_only_when_the_model_records_it(micro
                                  {"rms_dG": {"planimetric": float("nan")}}, {"rms_dG": {"planimetric": "0.2"}},
                                  {"rms_dG": {"volume": 0.2}}, {"data": "x"}])
 def test_a_malformed_model_error_record_is_a_clear_error(micrograph, bad):
-    from grainseg.grains.report import model_error_rms
+    from grainseg.grains.astm import model_error_rms
 
     with pytest.raises(ValueError, match="grain_size_validation must be a dict with 'rms_dG'"):
         model_error_rms(bad)
