@@ -17,7 +17,7 @@ set's spread of grain sizes) is kept as it is: at the training magnification thi
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -64,15 +64,22 @@ def line_intercept(interior: np.ndarray, step: int = 4, pixel: Sequence[float] =
     return length, crossings
 
 
+def _pooled(pairs: Iterable[Tuple[np.ndarray, Sequence[float]]], step: int) -> Optional[float]:
+    """Total length / total crossings over (mask, pixel size) pairs, read one at a time."""
+    length = crossings = 0.0
+    for m, pixel in pairs:
+        le, cr = line_intercept(m, step, pixel)
+        length, crossings = length + le, crossings + cr
+    return length / crossings if crossings >= MIN_CROSSINGS else None
+
+
 def mean_intercept(masks: Sequence[np.ndarray], pixels: Optional[Sequence[Sequence[float]]] = None,
                    step: int = 4) -> Optional[float]:
     """Pooled mean lineal intercept of several interior masks (total length / total crossings), or None
     when they hold fewer than :data:`MIN_CROSSINGS` crossings.  ``pixels``: each mask's pixel size."""
-    length = crossings = 0.0
-    for i, m in enumerate(masks):
-        le, cr = line_intercept(m, step, (1.0, 1.0) if pixels is None else pixels[i])
-        length, crossings = length + le, crossings + cr
-    return length / crossings if crossings >= MIN_CROSSINGS else None
+    if pixels is not None and len(pixels) != len(masks):
+        raise ValueError(f"pixels holds {len(pixels)} pixel sizes for {len(masks)} masks")
+    return _pooled(zip(masks, [(1.0, 1.0)] * len(masks) if pixels is None else pixels), step)
 
 
 def training_intercept(dataset: Any, input_size: Optional[Sequence[int]], step: int = 4,
@@ -80,14 +87,14 @@ def training_intercept(dataset: Any, input_size: Optional[Sequence[int]], step: 
     """The ``grain_intercept_px`` of a training set: the pooled mean intercept of its masks in network-input
     pixels (each mask resized to ``input_size`` as training resizes it; None: at its own size).  ``dataset``:
     any data set with ``read_raw(i) -> (image, mask)`` (:class:`grainseg.data.datasets.SegmentationDataset`,
-    the synthetic sets); at most ``limit`` of its masks, evenly spread.  None when they hold too few
-    crossings."""
-    masks, pixels = [], []
-    for i in sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(len(dataset), limit))}):
-        m = np.asarray(dataset.read_raw(i)[1]) > 0
-        masks.append(m)
-        pixels.append((1.0, 1.0) if not input_size else (input_size[0] / m.shape[0], input_size[1] / m.shape[1]))
-    return mean_intercept(masks, pixels, step)
+    the synthetic sets); at most ``limit`` of its masks, evenly spread, read one at a time.  None when
+    they hold too few crossings."""
+    def pairs():
+        for i in sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(len(dataset), limit))}):
+            m = np.asarray(dataset.read_raw(i)[1]) > 0
+            yield m, ((1.0, 1.0) if not input_size else (input_size[0] / m.shape[0], input_size[1] / m.shape[1]))
+
+    return _pooled(pairs(), step)
 
 
 def find_rescale(predict_at: Callable[[float], np.ndarray], intercept_at: Callable[[np.ndarray, float], Tuple[float, float]],

@@ -40,6 +40,8 @@ def test_line_intercept_of_a_grid_and_its_ends():
     # rows: the run at the start 1/2, the inner one 1; columns (2 px tall, wholly boundary) 1 - 1/2 - 1/2
     assert line_intercept(np.repeat(end, 2, 0), step=1)[1] == 2 * 1.5
     assert mean_intercept([np.ones((50, 50), bool)]) is None  # no boundary: no estimate
+    with pytest.raises(ValueError, match="2 pixel sizes for 1 masks"):
+        mean_intercept([np.ones((50, 50), bool)], pixels=[(1, 1), (2, 2)])
     with pytest.raises(ValueError, match="interior must be a non-empty"):
         line_intercept(np.ones((5,), bool))
     assert line_intercept(np.zeros((1, 9), bool), step=1) == (8.0, 0.0)  # a 1-px strip: one line, no crossing
