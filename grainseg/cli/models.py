@@ -66,6 +66,8 @@ def format_pretrained() -> str:
         info = pretrained_info(repo_id)
         local = bundled_dir(info["bundled"]) if info.get("bundled") else None
         lines.append(f"  {repo_id}  ({info['model']}; {f'local copy {local}' if local else 'from the Hub'})")
+        if info.get("description"):
+            lines.append(f"      {info['description']}")
     return "\n".join(lines)
 
 

@@ -259,7 +259,9 @@ register_pretrained(
     "grainseg/vmunet-aspp-small-exone316l",
     model="vmunet_aspp_small",
     bundled="vmunet-aspp-small-exone316l",
-    description="vmunet_aspp_small trained on the ExONE 316L micrographs (paper split); bundled in the package",
+    description="vmunet_aspp_small (3.9 M) trained on the ExONE 316L `grouped` split; clean `grouped` test Dice "
+                "0.909; G off by 0.19 / 0.13 rms (planimetric / intercept) on 8 held-out micrographs; bundled in "
+                "the package, the default of predict",
 )
 
 register_pretrained(
@@ -267,5 +269,6 @@ register_pretrained(
     model="vmunet_aspp",
     bundled="vmunet-aspp-exone316l",
     description="vmunet_aspp (paper configuration, 35.8 M) trained by the paper's protocol on the ExONE 316L "
-                "paper split; 72 MB fp16, kept in the repository's weights/ (not in the wheel) and on the Hub",
+                "`paper` split; `paper` test Dice 0.911 (the paper: 0.9195); no held-out micrograph for its G "
+                "error; 72 MB fp16, kept in the repository's weights/ (not in the wheel) and on the Hub",
 )
