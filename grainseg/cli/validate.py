@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     where = meta["data"] + ("" if args.split is None else f" (split {args.split}, subset {args.subset})")
     record = card_record(result["summary"], where)
     if record is not None:
-        meta["grain_size_validation"] = {**record, "how": CARD_HOW}
+        meta["grain_size_validation"] = {**record, "settings": {"instances": result["instances"],
+                                                                "rescale": args.rescale, "tta": args.tta},
+                                         "how": CARD_HOW}
     write_outputs(result, out, overwrite=args.overwrite, meta=meta)
     print(format_validation(result))
     for r in result["rows"]:

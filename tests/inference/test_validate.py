@@ -169,6 +169,7 @@ def test_validate_cli_with_the_embedded_model_writes_json_csv_panels(tiled, tmp_
         d = [r[f"dG_{k}"] for r in rec["images"]]
         assert card["rms_dG"][k] == pytest.approx(float(np.sqrt(np.mean(np.square(d)))), abs=1e-4)
     assert card["micrographs"] == len(rec["images"]) and "config.json" in card["how"] and "rms dG" in text
+    assert card["settings"]["rescale"] == "auto" and card["settings"]["instances"]["method"] == "watershed"
     from grainseg.grains.astm import model_error_rms
 
     assert model_error_rms(card) == card["rms_dG"]
