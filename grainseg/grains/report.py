@@ -15,7 +15,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .astm import DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, combined_interval, intercept, model_error_rms, planimetric
+from .astm import (DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, combined_interval, intercept, model_error_rms,
+                   planimetric)
 from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
 from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
 from .plots import pattern_overlay, size_distribution_png
@@ -315,7 +316,6 @@ class GrainReport:
         u = self.unit
         return size_distribution_png(self.table[f"equivalent_diameter_{u}"], u, self.scale,
                                      title=Path(self.source).name if self.source else "")
-
 
 
 #: Why a report has no interval with the model's error.
