@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     result = validate(model, items, scale=args.scale, polarity=args.polarity, mask_threshold=args.mask_threshold,
                       grain_kw=grain_kw, device=device, progress=say, keep_maps=not args.no_panels,
-                      tta=args.tta, rescale=rescale, model_error=info.get("grain_size_validation"))
+                      tta=args.tta, rescale=rescale)
     meta = {"model": info, "data": str(Path(args.data).resolve()), "split": args.split, "subset": args.subset,
             "stitch": args.stitch, "rescale": args.rescale}
     where = meta["data"] + ("" if args.split is None else f" (split {args.split}, subset {args.subset})")

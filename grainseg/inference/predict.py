@@ -200,8 +200,9 @@ def load_model(
 
     ``info`` records what was used: ``id``, ``revision`` (the Hub commit when it came from the Hub
     cache, else None), ``sha256`` of the weights file, and the card's ``grain_size_validation`` (the
-    model's measured G error, which the report adds to its G intervals) when the config has one.  The default is read only from the package
-    (FileNotFoundError with a clear message when its weights are absent): no network.
+    model's measured G error, which the report adds to its G intervals) when the config has one.  The
+    default is read only from the package (FileNotFoundError with a clear message when its weights are
+    absent): no network.
     """
     from grainseg.models import SegmentationModel
     from grainseg.models.loading import bundled_dir, resolve_pretrained
