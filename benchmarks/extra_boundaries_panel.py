@@ -1,0 +1,71 @@
+"""Where does a model draw boundaries the annotator did not?  Crops of one stitched micrograph around
+the largest clusters of model-only boundary pixels: the micrograph beside it with the hand-drawn
+boundaries (green) and the predicted boundaries more than 3 px from any drawn one (magenta).
+
+    python benchmarks/extra_boundaries_panel.py --image RG37 [--subset test] [--model M]
+        [--out docs/img/rg37_model_only_boundaries.jpg]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED = Path(os.environ.get("GRAINSEG_SHARED", HERE.parents[1] / "shared"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", default="RG37", help="stitched micrograph name (grouped split)")
+    ap.add_argument("--subset", default="test")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--crops", type=int, default=6)
+    ap.add_argument("--size", type=int, default=150, help="crop side in px")
+    ap.add_argument("--out", default=str(HERE.parent / "docs" / "img" / "rg37_model_only_boundaries.jpg"))
+    args = ap.parse_args()
+    from PIL import Image
+    from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
+
+    from grainseg.grains.report import GrainReport
+    from grainseg.grains.stats import label_interiors, tessellate_grains
+    from grainseg.inference.predict import load_model, predict_for_grains
+    from grainseg.inference.validate import collect_labelled
+
+    model, _ = load_model(args.model)
+    items = [i for i in collect_labelled(SHARED / "data" / "exone316l", "grouped", args.subset) if i.name == args.image]
+    if not items:
+        raise SystemExit(f"no stitched micrograph {args.image!r} in grouped {args.subset}")
+    image, mask = items[0].load("grain", 127)
+    prob, _, _ = predict_for_grains(model, image, {}, "auto")
+    pred = GrainReport.from_probability(image, prob, scale=1.0)
+    truth = tessellate_grains(label_interiors(mask > 0, min_area=10))
+    tb = find_boundaries(truth, mode="inner")
+    extra = find_boundaries(pred.grains, mode="inner") & ~ndi.binary_dilation(tb, iterations=3)
+    img = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
+    drawn = img.copy()
+    drawn[tb] = (0, 200, 0)
+    drawn[extra] = (255, 0, 255)
+    lab, n = ndi.label(ndi.binary_dilation(extra, iterations=2))
+    sizes = ndi.sum(extra, lab, range(1, n + 1))
+    boxes = ndi.find_objects(lab)
+    s = args.size
+    crops = []
+    for k in np.argsort(sizes)[::-1][:args.crops]:
+        box = boxes[k]
+        y0 = int(np.clip((box[0].start + box[0].stop) // 2 - s // 2, 0, img.shape[0] - s))
+        x0 = int(np.clip((box[1].start + box[1].stop) // 2 - s // 2, 0, img.shape[1] - s))
+        crops.append(np.concatenate([img[y0:y0 + s, x0:x0 + s], drawn[y0:y0 + s, x0:x0 + s]], 1))
+    if len(crops) > 3:
+        crops = crops[:len(crops) - len(crops) % 3]  # full rows of three
+    rows = [np.concatenate(crops[i:i + 3], 1) for i in range(0, len(crops), 3)]
+    Image.fromarray(np.concatenate(rows, 0).astype(np.uint8)).save(args.out, quality=90)
+    print(f"{args.image}: {pred.grain_count} grains predicted, {int(truth.max())} drawn; {int(extra.sum())} model-only "
+          f"boundary px -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
