@@ -1,8 +1,10 @@
-"""Where does a model draw boundaries the annotator did not?  Crops of one stitched micrograph around
-the largest clusters of model-only boundary pixels: the micrograph beside it with the hand-drawn
-boundaries (green) and the predicted boundaries more than 3 px from any drawn one (magenta).
+"""Where does a model draw boundaries the annotator did not (``--kind extra``), or miss drawn ones
+(``--kind missed``)?  Crops of one stitched micrograph around the largest clusters of such boundary
+pixels, each beside a copy with the other side's boundaries and the mismatch: for ``extra`` the drawn
+boundaries in green and the predicted ones more than 3 px from any drawn one in magenta; for ``missed``
+the predicted boundaries in red and the drawn ones more than 3 px from any predicted one in green.
 
-    python benchmarks/extra_boundaries_panel.py --image RG37 [--subset test] [--model M]
+    python benchmarks/extra_boundaries_panel.py --image RG37 [--kind extra] [--subset test] [--model M]
         [--out docs/img/rg37_model_only_boundaries.jpg]
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ def main() -> None:
     ap.add_argument("--image", default="RG37", help="stitched micrograph name (grouped split)")
     ap.add_argument("--subset", default="test")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--kind", default="extra", choices=("extra", "missed"))
     ap.add_argument("--crops", type=int, default=6)
     ap.add_argument("--size", type=int, default=150, help="crop side in px")
     ap.add_argument("--out", default=str(HERE.parent / "docs" / "img" / "rg37_model_only_boundaries.jpg"))
@@ -43,12 +46,15 @@ def main() -> None:
     prob, _, _ = predict_for_grains(model, image, {}, "auto")
     pred = GrainReport.from_probability(image, prob, scale=1.0)
     truth = tessellate_grains(label_interiors(mask > 0, min_area=10))
-    tb = find_boundaries(truth, mode="inner")
-    extra = find_boundaries(pred.grains, mode="inner") & ~ndi.binary_dilation(tb, iterations=3)
+    tb, pb = find_boundaries(truth, mode="inner"), find_boundaries(pred.grains, mode="inner")
     img = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
     drawn = img.copy()
-    drawn[tb] = (0, 200, 0)
-    drawn[extra] = (255, 0, 255)
+    if args.kind == "extra":
+        extra = pb & ~ndi.binary_dilation(tb, iterations=3)
+        drawn[tb], drawn[extra] = (0, 200, 0), (255, 0, 255)
+    else:
+        extra = tb & ~ndi.binary_dilation(pb, iterations=3)
+        drawn[pb], drawn[extra] = (255, 40, 40), (0, 220, 0)
     lab, n = ndi.label(ndi.binary_dilation(extra, iterations=2))
     sizes = ndi.sum(extra, lab, range(1, n + 1))
     boxes = ndi.find_objects(lab)
@@ -63,8 +69,8 @@ def main() -> None:
         crops = crops[:len(crops) - len(crops) % 3]  # full rows of three
     rows = [np.concatenate(crops[i:i + 3], 1) for i in range(0, len(crops), 3)]
     Image.fromarray(np.concatenate(rows, 0).astype(np.uint8)).save(args.out, quality=90)
-    print(f"{args.image}: {pred.grain_count} grains predicted, {int(truth.max())} drawn; {int(extra.sum())} model-only "
-          f"boundary px -> {args.out}")
+    print(f"{args.image}: {pred.grain_count} grains predicted, {int(truth.max())} drawn; {int(extra.sum())} "
+          f"{'model-only' if args.kind == 'extra' else 'missed drawn'} boundary px -> {args.out}")
 
 
 if __name__ == "__main__":
