@@ -29,15 +29,11 @@ SHARED = Path(os.environ.get("GRAINSEG_SHARED", HERE.parents[1] / "shared"))
 def centreline_f1(band_a: np.ndarray, band_b: np.ndarray, tolerance: float) -> float:
     """F1 of the boundary bands' centrelines (skeletons) matched within ``tolerance`` px: where the
     boundary runs, independent of how wide each side draws its band."""
-    from scipy import ndimage as ndi
     from skimage.morphology import skeletonize
 
-    sa, sb = skeletonize(band_a), skeletonize(band_b)
-    if not sa.any() or not sb.any():
-        return float(sa.any() == sb.any())
-    prec = float((ndi.distance_transform_edt(~sb)[sa] <= tolerance).mean())
-    rec = float((ndi.distance_transform_edt(~sa)[sb] <= tolerance).mean())
-    return 0.0 if prec + rec == 0 else 2 * prec * rec / (prec + rec)
+    from grainseg.train.metrics import matched_f1
+
+    return matched_f1(skeletonize(band_a), skeletonize(band_b), tolerance)
 
 
 def main() -> None:

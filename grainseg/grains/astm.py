@@ -28,6 +28,7 @@ __all__ = [
     "grains_per_mm2_from_g",
     "intercept_mm_from_g",
     "combined_interval",
+    "intervals_with_model_error",
     "jeffries_count",
     "model_error_rms",
     "planimetric",
@@ -189,6 +190,15 @@ def combined_interval(g: Optional[float], ci95: Optional[Sequence[Optional[float
     m = 1.959964 * float(model_rms)
     lo, hi = ci95
     return [None if lo is None else g - math.hypot(g - lo, m), None if hi is None else g + math.hypot(hi - g, m)]
+
+
+def intervals_with_model_error(results: Dict[str, Dict[str, Any]],
+                               rms: Dict[str, float]) -> Dict[str, List[Optional[float]]]:
+    """:func:`combined_interval` per method: ``results`` maps a method ("planimetric", "intercept") to its
+    result (``G``, ``G_ci95``), ``rms`` (:func:`model_error_rms`) to the model's error; methods without
+    an rms are left out."""
+    return {k: combined_interval(results.get(k, {}).get("G"), results.get(k, {}).get("G_ci95"), v)
+            for k, v in rms.items()}
 
 
 def model_error_rms(record: Any, where: str = "grain_size_validation") -> Dict[str, float]:

@@ -15,8 +15,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .astm import (DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, combined_interval, intercept, model_error_rms,
-                   planimetric)
+from .astm import (DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, intercept, intervals_with_model_error,
+                   model_error_rms, planimetric)
 from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
 from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
 from .plots import pattern_overlay, size_distribution_png
@@ -226,13 +226,10 @@ class GrainReport:
         val = (self.model or {}).get("grain_size_validation")
         if not val:
             return {"model_error": None, "model_error_note": MODEL_ERROR_MISSING}
-        rms_by_method = model_error_rms(val)
+        wide = intervals_with_model_error(self.astm, model_error_rms(val))
         out: Dict[str, Any] = {"model_error": val}
         for k in ("planimetric", "intercept"):
-            rms = rms_by_method.get(k)
-            g = self.astm.get(k, {})
-            out[f"G_{k}_ci95_with_model_error"] = (
-                None if rms is None else combined_interval(g.get("G"), g.get("G_ci95"), rms))
+            out[f"G_{k}_ci95_with_model_error"] = wide.get(k)
         out["model_error_note"] = (f"the *_with_model_error intervals add the model's rms dG on "
                                    f"{val.get('data', 'held-out micrographs')} to the sampling interval; "
                                    f"validated for {val.get('material', 'one material')} only")

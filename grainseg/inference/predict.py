@@ -229,10 +229,15 @@ def load_model(
         "sha256": _sha256(weights),
         "architecture": type(model).__name__,
         "preprocessing": dict(getattr(model, "preprocessing", {}) or {}),
+        **_card_error(model),
     }
-    if getattr(model, "grain_size_validation", None):
-        info["grain_size_validation"] = model.grain_size_validation
     return model.eval(), info
+
+
+def _card_error(model: nn.Module) -> Dict[str, Any]:
+    """The model's ``grain_size_validation`` (from its card) as an info entry, or nothing."""
+    validation = getattr(model, "grain_size_validation", None)
+    return {"grain_size_validation": validation} if validation else {}
 
 
 def analyze(
@@ -273,9 +278,7 @@ def analyze(
         raise ValueError(f"scale must be a positive number of micrometres per pixel, got {scale!r}")
     if isinstance(model, nn.Module):
         info: Dict[str, Any] = {"id": getattr(model, "model_name", None) or type(model).__name__, "revision": None,
-                                "architecture": type(model).__name__}
-        if getattr(model, "grain_size_validation", None):
-            info["grain_size_validation"] = model.grain_size_validation
+                                "architecture": type(model).__name__, **_card_error(model)}
     else:
         model, info = load_model(model, device=device)
     if model_info is not None:

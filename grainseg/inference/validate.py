@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from grainseg.grains.astm import combined_interval, model_error_rms
+from grainseg.grains.astm import intervals_with_model_error, model_error_rms
 
 from .rescale import DEFAULT_RESCALE
 
@@ -179,14 +179,13 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
                          ("intercept_direct_e112", "intercept_e112_direct")):
             gt, gp = truth.astm.get(src, {}).get("G"), pred.astm.get(src, {}).get("G")
             row[f"G_{key}_true"], row[f"G_{key}_pred"], row[f"dG_{key}"] = gt, gp, _delta(gp, gt)
+        wide = intervals_with_model_error(pred.astm, rms_by_method)
         for key in ("planimetric", "intercept"):
             ci, gt = pred.astm.get(key, {}).get("G_ci95"), row[f"G_{key}_true"]
             row[f"G_{key}_pred_ci95"], row[f"G_{key}_true_in_ci95"] = ci, _inside(gt, ci)
-            rms = rms_by_method.get(key)
-            if rms is not None:
-                wide = combined_interval(row[f"G_{key}_pred"], ci, rms)
-                row[f"G_{key}_pred_ci95_with_model_error"] = wide
-                row[f"G_{key}_true_in_ci95_with_model_error"] = _inside(gt, wide)
+            if key in wide:
+                row[f"G_{key}_pred_ci95_with_model_error"] = wide[key]
+                row[f"G_{key}_true_in_ci95_with_model_error"] = _inside(gt, wide[key])
         row["warnings"] = warnings
         rows.append(row)
         if keep_maps:

@@ -62,8 +62,8 @@ __all__ = [
     "saved_weights_policy",
 ]
 
-#: Keys of config.json that are metadata, not __init__ arguments.
-#: config.json keys that describe the weights rather than build the model: ``grain_size_validation`` is the
+#: Keys of config.json that are metadata, not __init__ arguments: they describe the weights rather than build the
+#: model.  ``grain_size_validation`` is the
 #: model's measured grain-size error (see grainseg.grains.astm.combined_interval); it belongs to these exact
 #: weights, so save_pretrained does not carry it over to a fine-tuned copy.
 CONFIG_METADATA_KEYS = ("architecture", "grainseg_version", "grain_size_validation")

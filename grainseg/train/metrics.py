@@ -19,6 +19,7 @@ from scipy import ndimage
 __all__ = [
     "METRIC_NAMES",
     "binarize",
+    "matched_f1",
     "dice_score",
     "iou_score",
     "precision_score",
@@ -106,11 +107,17 @@ def boundary_f1(pred: ArrayLike, target: ArrayLike, tolerance: float = 2.0, thre
     p, t = _pair(pred, target, threshold)
     if p.any() != t.any():  # one side empty: nothing can match
         return 0.0
-    bp, bt = boundary_map(p), boundary_map(t)
-    if not bp.any() or not bt.any():
-        return 1.0 if not bp.any() and not bt.any() else 0.0
-    precision = float((_distances_to(bt)[bp] <= tolerance).mean())
-    recall = float((_distances_to(bp)[bt] <= tolerance).mean())
+    return matched_f1(boundary_map(p), boundary_map(t), tolerance)
+
+
+def matched_f1(a: np.ndarray, b: np.ndarray, tolerance: float) -> float:
+    """F1 of two sets of pixels (bool maps) matched within ``tolerance`` pixels (Euclidean): precision is
+    the fraction of ``a`` within the tolerance of ``b``, recall the converse; 1 when both are empty, 0 when
+    only one is."""
+    if not a.any() or not b.any():
+        return 1.0 if not a.any() and not b.any() else 0.0
+    precision = float((_distances_to(b)[a] <= tolerance).mean())
+    recall = float((_distances_to(a)[b] <= tolerance).mean())
     return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
