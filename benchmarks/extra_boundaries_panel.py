@@ -33,20 +33,17 @@ def main() -> None:
     from scipy import ndimage as ndi
     from skimage.segmentation import find_boundaries
 
-    from grainseg.grains.report import GrainReport
-    from grainseg.grains.stats import label_interiors, tessellate_grains
-    from grainseg.inference.predict import load_model, predict_for_grains
-    from grainseg.inference.validate import collect_labelled
+    from grainseg.inference.predict import load_model
+    from grainseg.inference.validate import collect_labelled, validate
 
     model, _ = load_model(args.model)
     items = [i for i in collect_labelled(SHARED / "data" / "exone316l", "grouped", args.subset) if i.name == args.image]
     if not items:
         raise SystemExit(f"no stitched micrograph {args.image!r} in grouped {args.subset}")
-    image, mask = items[0].load("grain", 127)
-    prob, _, _ = predict_for_grains(model, image, {}, "auto")
-    pred = GrainReport.from_probability(image, prob, scale=1.0)
-    truth = tessellate_grains(label_interiors(mask > 0, min_area=10))
-    tb, pb = find_boundaries(truth, mode="inner"), find_boundaries(pred.grains, mode="inner")
+    res = validate(model, items, keep_maps=True)  # the package's own prediction and truth tessellations
+    maps, row = res["maps"][0], res["rows"][0]
+    image, truth, grains = maps["image"], maps["truth"], maps["pred"]
+    tb, pb = find_boundaries(truth, mode="inner"), find_boundaries(grains, mode="inner")
     img = image if image.ndim == 3 else np.repeat(image[..., None], 3, -1)
     drawn = img.copy()
     if args.kind == "extra":
@@ -69,7 +66,7 @@ def main() -> None:
         crops = crops[:len(crops) - len(crops) % 3]  # full rows of three
     rows = [np.concatenate(crops[i:i + 3], 1) for i in range(0, len(crops), 3)]
     Image.fromarray(np.concatenate(rows, 0).astype(np.uint8)).save(args.out, quality=90)
-    print(f"{args.image}: {pred.grain_count} grains predicted, {int(truth.max())} drawn; {int(extra.sum())} "
+    print(f"{args.image}: {row['grains_pred']} grains predicted, {row['grains_true']} drawn; {int(extra.sum())} "
           f"{'model-only' if args.kind == 'extra' else 'missed drawn'} boundary px -> {args.out}")
 
 
