@@ -36,54 +36,39 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model id or directory (default: the embedded one)")
     ap.add_argument("--out", default=str(HERE / "results" / "grain_size_uncertainty.json"))
     args = ap.parse_args()
-    from grainseg.grains.astm import combined_interval
-    from grainseg.grains.report import GrainReport
-    from grainseg.grains.stats import label_interiors, tessellate_grains
-    from grainseg.inference.predict import load_model, predict_for_grains
-    from grainseg.inference.validate import collect_labelled
+    from grainseg.inference.predict import load_model
+    from grainseg.inference.validate import collect_labelled, validate
 
     model, info = load_model(args.model)
     exone = SHARED / "data" / "exone316l"
-    rows = {}
-    for sub in ("val", "test"):
-        rows[sub] = []
-        for item in collect_labelled(exone, "grouped", sub):
-            image, mask = item.load("grain", 127)
-            prob, _, _ = predict_for_grains(model, image, {}, "auto")
-            pred = GrainReport.from_probability(image, prob, scale=1.0)
-            t_labels = label_interiors(mask > 0, min_area=10)
-            truth = GrainReport.from_grains(image, mask.astype(np.float32), mask > 0, t_labels,
-                                            tessellate_grains(t_labels), scale=1.0)
-            row = {"image": item.name}
-            for m in METHODS:
-                row[m] = {"G_true": truth.astm[m]["G"], "G_true_ci95": truth.astm[m]["G_ci95"],
-                          "G_pred": pred.astm[m]["G"], "G_pred_ci95": pred.astm[m]["G_ci95"],
-                          "dG": pred.astm[m]["G"] - truth.astm[m]["G"]}
-            rows[sub].append(row)
-            print(sub, item.name, "  ".join(f"{m} true {row[m]['G_true']:.3f} pred {row[m]['G_pred']:.3f} "
-                                            f"[{row[m]['G_pred_ci95'][0]:.3f}, {row[m]['G_pred_ci95'][1]:.3f}]"
+    keys = ("image",) + tuple(f"{pre}_{m}{post}" for m in METHODS for pre, post in
+                              (("G", "_true"), ("G", "_true_ci95"), ("G", "_pred"), ("G", "_pred_ci95"), ("dG", "")))
+    val = validate(model, collect_labelled(exone, "grouped", "val"))
+    rms = {m: val["summary"][f"rms_dG_{m}"] for m in METHODS}
+    # test, read once, with the interval widened by the val error only
+    test = validate(model, collect_labelled(exone, "grouped", "test"), model_error={"rms_dG": rms})
+    rows = {"val": val["rows"], "test": test["rows"]}
+    for sub, rs in rows.items():
+        for r in rs:
+            print(sub, r["image"], "  ".join(f"{m} true {r[f'G_{m}_true']:.3f} pred {r[f'G_{m}_pred']:.3f} "
+                                            f"[{r[f'G_{m}_pred_ci95'][0]:.3f}, {r[f'G_{m}_pred_ci95'][1]:.3f}]"
                                             for m in METHODS), flush=True)
-    rms = {m: math.sqrt(float(np.mean([r[m]["dG"] ** 2 for r in rows["val"]]))) for m in METHODS}
+    pooled = {m: math.sqrt(float(np.mean([r[f"dG_{m}"] ** 2 for r in rows["val"] + rows["test"]]))) for m in METHODS}
     check = {}
     for m in METHODS:
-        inside_sampling = inside_combined = 0
-        for r in rows["test"]:
-            g, ci, gt = r[m]["G_pred"], r[m]["G_pred_ci95"], r[m]["G_true"]
-            lo, hi = combined_interval(g, ci, rms[m])
-            r[m]["G_pred_ci95_with_model_error"] = [lo, hi]
-            inside_sampling += int(ci[0] <= gt <= ci[1])
-            inside_combined += int(lo <= gt <= hi)
-        check[m] = {"test_inside_sampling_ci95": inside_sampling, "test_inside_combined_ci95": inside_combined,
-                    "test_micrographs": len(rows["test"]),
-                    "test_rms_dG": math.sqrt(float(np.mean([r[m]["dG"] ** 2 for r in rows["test"]])))}
-    pooled = {m: math.sqrt(float(np.mean([r[m]["dG"] ** 2 for r in rows["val"] + rows["test"]]))) for m in METHODS}
-    for m in METHODS:
-        print(f"{m:12s} val+test rms dG {pooled[m]:.3f}; val rms dG {rms[m]:.3f}; test: true G inside the sampling interval "
-              f"{check[m]['test_inside_sampling_ci95']}/{check[m]['test_micrographs']}, inside the combined one "
-              f"{check[m]['test_inside_combined_ci95']}/{check[m]['test_micrographs']} (test rms dG "
+        s = test["summary"]
+        check[m] = {"test_inside_sampling_ci95": s[f"true_in_ci95_{m}"][0],
+                    "test_inside_combined_ci95": s[f"true_in_ci95_with_model_error_{m}"][0],
+                    "test_micrographs": len(rows["test"]), "test_rms_dG": s[f"rms_dG_{m}"]}
+        print(f"{m:12s} val+test rms dG {pooled[m]:.3f}; val rms dG {rms[m]:.3f}; test: true G inside the sampling "
+              f"interval {check[m]['test_inside_sampling_ci95']}/{check[m]['test_micrographs']}, inside the combined "
+              f"one {check[m]['test_inside_combined_ci95']}/{check[m]['test_micrographs']} (test rms dG "
               f"{check[m]['test_rms_dG']:.3f})", flush=True)
-    write_json(Path(args.out), {"model": info, "machine": machine_info("cpu"), "val_rms_dG": rms, "val_test_rms_dG": pooled,
-                                "test_check": check, "micrographs": rows}, indent=2)
+    wide = tuple(f"G_{m}_pred_ci95_with_model_error" for m in METHODS)  # test only: widened by the val rms
+    micrographs = {sub: [{k: r.get(k) for k in keys + (wide if sub == "test" else ())} for r in rs]
+                   for sub, rs in rows.items()}
+    write_json(Path(args.out), {"model": info, "machine": machine_info("cpu"), "val_rms_dG": rms,
+                                "val_test_rms_dG": pooled, "test_check": check, "micrographs": micrographs}, indent=2)
     print(f"-> {args.out}")
 
 

@@ -183,6 +183,7 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
         for key in ("planimetric", "intercept"):
             ci, gt = pred.astm.get(key, {}).get("G_ci95"), row[f"G_{key}_true"]
             row[f"G_{key}_pred_ci95"], row[f"G_{key}_true_in_ci95"] = ci, _inside(gt, ci)
+            row[f"G_{key}_true_ci95"] = truth.astm.get(key, {}).get("G_ci95")
             if key in wide:
                 row[f"G_{key}_pred_ci95_with_model_error"] = wide[key]
                 row[f"G_{key}_true_in_ci95_with_model_error"] = _inside(gt, wide[key])
