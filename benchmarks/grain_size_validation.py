@@ -38,6 +38,31 @@ def write_record(path, record: dict) -> None:
     print(f"-> {path}", flush=True)
 
 
+def score_lever(model, subset: str) -> tuple:
+    """Score ``model`` on ExONE `grouped` ``subset`` as the lever benchmarks do: per-tile Dice / IoU /
+    boundary F1 on its 48 tiles (as `grainseg evaluate`) and the grain-size check on its 4 stitched
+    micrographs (as `grainseg validate`, watershed instances).  Returns (record entry, one-line text)."""
+    from grainseg.data.datasets import SegmentationDataset
+    from grainseg.inference.validate import collect_labelled, validate
+    from grainseg.train.evaluation import evaluate_model
+
+    data = SHARED / "data" / "exone316l"
+    ds = SegmentationDataset(data, "grouped", subset, in_chans=int(getattr(model, "in_chans", 3)))
+    t = time.perf_counter()
+    e = evaluate_model(model, ds)["mean"]
+    t_tiles = time.perf_counter() - t
+    t = time.perf_counter()
+    va = validate(model, collect_labelled(data, "grouped", subset), grain_kw={"method": "watershed"})
+    t_micro = time.perf_counter() - t
+    s = va["summary"]
+    entry = {"tiles": e, "tile_seconds": round(t_tiles, 1), "micrographs": s, "micrograph_seconds": round(t_micro, 1),
+             "images": [{k: r.get(k) for k in ("image", "dice", "boundary_f1", "grains_true", "grains_pred",
+                                               "dG_planimetric", "dG_intercept")} for r in va["rows"]]}
+    text = (f"tiles Dice {e['dice']:.4f} IoU {e['iou']:.4f} BF1 {e['boundary_f1']:.3f} ({t_tiles:.0f} s) | "
+            f"micrographs {summary_text(s)} ({t_micro:.0f} s)")
+    return entry, text
+
+
 def _mpu_folder(modality: str, tmp: Path) -> Path:
     src = SHARED / "data" / "mpu_net" / modality
     root = tmp / modality

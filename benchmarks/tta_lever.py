@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_scan import machine_info  # noqa: E402  (CPU model, flags, torch, commit, date)
-from grain_size_validation import SHARED, summary_text, write_record  # noqa: E402
+from grain_size_validation import score_lever, write_record  # noqa: E402
 
 
 def main() -> None:
@@ -26,33 +25,16 @@ def main() -> None:
     ap.add_argument("--tta", default="none,flips,d4")
     ap.add_argument("--out", default=str(HERE / "results" / "tta_lever.json"))
     args = ap.parse_args()
-    from grainseg.data.datasets import SegmentationDataset
     from grainseg.inference.predict import load_model
     from grainseg.inference.tta import TTA
-    from grainseg.inference.validate import collect_labelled, validate
-    from grainseg.train.evaluation import evaluate_model
 
     model, info = load_model(args.model)
-    data = SHARED / "data" / "exone316l"
     record = {"model": info, "machine": machine_info("cpu"), "results": {}}
     for subset in args.subsets.split(","):
-        ds = SegmentationDataset(data, "grouped", subset, in_chans=int(getattr(model, "in_chans", 3)))
-        items = collect_labelled(data, "grouped", subset)
         for name in args.tta.split(","):
-            m = TTA(model, name)
-            t = time.perf_counter()
-            ev = evaluate_model(m, ds)
-            t_tiles = time.perf_counter() - t
-            t = time.perf_counter()
-            va = validate(m, items, grain_kw={"method": "watershed"})
-            t_micro = time.perf_counter() - t
-            s, e = va["summary"], ev["mean"]
-            record["results"][f"{subset}/{name}"] = {
-                "tiles": e, "tile_seconds": round(t_tiles, 1), "micrographs": s, "micrograph_seconds": round(t_micro, 1),
-                "images": [{k: r.get(k) for k in ("image", "dice", "boundary_f1", "grains_true", "grains_pred",
-                                                  "dG_planimetric", "dG_intercept")} for r in va["rows"]]}
-            print(f"{subset:5s} tta={name:6s} tiles Dice {e['dice']:.4f} IoU {e['iou']:.4f} BF1 {e['boundary_f1']:.3f} "
-                  f"({t_tiles:.0f} s) | micrographs {summary_text(s)} ({t_micro:.0f} s)", flush=True)
+            entry, text = score_lever(TTA(model, name), subset)
+            record["results"][f"{subset}/{name}"] = entry
+            print(f"{subset:5s} tta={name:6s} {text}", flush=True)
             write_record(args.out, record)
 
 

@@ -8,7 +8,7 @@ the grain measurement use it unchanged.  It costs one forward pass per transform
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -82,10 +82,21 @@ class TTA(nn.Module):
             raise ValueError(f"TTA input must be (N, C, H, W), got shape {tuple(x.shape)}")
         # a 90-degree rotation would change a non-square input's shape: keep the flips only
         transforms = self.transforms if x.shape[-1] == x.shape[-2] else self.flips
-        acc = None
-        for fwd, inv in transforms:
-            logits = inv(self.model(fwd(x))).float()
-            p = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
-            acc = p if acc is None else acc + p
-        p = (acc / len(transforms)).clamp(self.eps, 1 - self.eps)
-        return torch.logit(p) if p.shape[1] == 1 else torch.log(p)
+        return mean_probability_logits((inv(self.model(fwd(x))) for fwd, inv in transforms), self.eps)
+
+
+def mean_probability_logits(logits: Iterable[Tensor], eps: float = 1e-6) -> Tensor:
+    """Average the probabilities of several logits maps (N, K, H, W) and return them as logits again.
+
+    K == 1: sigmoid probabilities, returned as log-odds; K >= 2: softmax probabilities, returned as their
+    log.  Averaging probabilities, not logits, keeps one confident member from outvoting the others.
+    """
+    acc, n = None, 0
+    for z in logits:
+        z = z.float()
+        p = torch.sigmoid(z) if z.shape[1] == 1 else torch.softmax(z, dim=1)
+        acc, n = (p if acc is None else acc + p), n + 1
+    if acc is None:
+        raise ValueError("mean_probability_logits needs at least one logits map")
+    p = (acc / n).clamp(eps, 1 - eps)
+    return torch.logit(p) if p.shape[1] == 1 else torch.log(p)
