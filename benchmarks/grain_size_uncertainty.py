@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 from bench_scan import machine_info, write_json  # noqa: E402
 
 SHARED = Path(os.environ.get("GRAINSEG_SHARED", HERE.parents[1] / "shared"))
-METHODS = ("planimetric", "intercept")
+METHODS = ("planimetric", "intercept", "intercept_direct_e112")
 
 
 def main() -> None:

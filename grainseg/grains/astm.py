@@ -31,6 +31,7 @@ __all__ = [
     "intervals_with_model_error",
     "jeffries_count",
     "model_error_rms",
+    "MODEL_ERROR_METHODS",
     "planimetric",
     "intercept",
     "NO_SCALE_NOTE",
@@ -192,27 +193,33 @@ def combined_interval(g: Optional[float], ci95: Optional[Sequence[Optional[float
     return [None if lo is None else g - math.hypot(g - lo, m), None if hi is None else g + math.hypot(hi - g, m)]
 
 
+#: The G methods a model card's ``rms_dG`` may hold (the names ``grainseg validate`` uses), each with the
+#: key of its result in a report's ``astm`` record.
+MODEL_ERROR_METHODS: Dict[str, str] = {"planimetric": "planimetric", "intercept": "intercept",
+                                       "intercept_direct_e112": "intercept_e112_direct"}
+
+
 def intervals_with_model_error(results: Dict[str, Dict[str, Any]],
                                rms: Dict[str, float]) -> Dict[str, List[Optional[float]]]:
-    """:func:`combined_interval` per method: ``results`` maps a method ("planimetric", "intercept") to its
-    result (``G``, ``G_ci95``), ``rms`` (:func:`model_error_rms`) to the model's error; methods without
-    an rms are left out."""
-    return {k: combined_interval(results.get(k, {}).get("G"), results.get(k, {}).get("G_ci95"), v)
-            for k, v in rms.items()}
+    """:func:`combined_interval` per method: ``results`` is a report's ``astm`` record (``G``, ``G_ci95``
+    per result), ``rms`` (:func:`model_error_rms`) the model's error per method of
+    :data:`MODEL_ERROR_METHODS`; methods without an rms are left out."""
+    found = {k: results.get(MODEL_ERROR_METHODS[k], {}) for k in rms}
+    return {k: combined_interval(found[k].get("G"), found[k].get("G_ci95"), v) for k, v in rms.items()}
 
 
 def model_error_rms(record: Any, where: str = "grain_size_validation") -> Dict[str, float]:
     """The ``rms_dG`` of a model card's ``grain_size_validation`` record, checked: a dict whose
     ``rms_dG`` maps "planimetric" / "intercept" to non-negative numbers (G units).  ValueError naming
     ``where`` otherwise, so that a malformed card fails where it is read, not inside a measurement."""
-    expected = ("a dict with 'rms_dG': {'planimetric': float >= 0, 'intercept': float >= 0} (rms error of G on "
-                "held-out micrographs)")
+    expected = ("a dict with 'rms_dG': {'planimetric': float >= 0, 'intercept': float >= 0} and optionally "
+                "'intercept_direct_e112': float >= 0 (rms error of G on held-out micrographs)")
     rms = record.get("rms_dG") if isinstance(record, dict) else None
     if not isinstance(rms, dict) or not rms:
         raise ValueError(f"{where} must be {expected}, got {record!r}")
     out: Dict[str, float] = {}
     for k, v in rms.items():
-        if k not in ("planimetric", "intercept") or isinstance(v, bool) or not isinstance(v, (int, float)) \
+        if k not in MODEL_ERROR_METHODS or isinstance(v, bool) or not isinstance(v, (int, float)) \
                 or not math.isfinite(v) or v < 0:
             raise ValueError(f"{where} must be {expected}; its rms_dG has {k!r}: {v!r}")
         out[k] = float(v)

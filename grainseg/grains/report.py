@@ -207,6 +207,7 @@ class GrainReport:
                 "G_intercept_ci95": self.astm.get("intercept", {}).get("G_ci95"),
                 "G_intercept_count": G_INTERCEPT_COUNT,
                 "G_intercept_direct_e112": self.astm.get("intercept_e112_direct", {}).get("G"),
+                "G_intercept_direct_e112_ci95": self.astm.get("intercept_e112_direct", {}).get("G_ci95"),
                 **self.astm,
             },
             "instances": self.instances,
@@ -228,8 +229,8 @@ class GrainReport:
             return {"model_error": None, "model_error_note": MODEL_ERROR_MISSING}
         wide = intervals_with_model_error(self.astm, model_error_rms(val))
         out: Dict[str, Any] = {"model_error": val}
-        for k in ("planimetric", "intercept"):
-            out[f"G_{k}_ci95_with_model_error"] = wide.get(k)
+        for k, interval in wide.items():
+            out[f"G_{k}_ci95_with_model_error"] = interval
         out["model_error_note"] = (f"the *_with_model_error intervals add the model's rms dG on "
                                    f"{val.get('data', 'held-out micrographs')} to the sampling interval; "
                                    f"validated for {val.get('material', 'one material')} only")

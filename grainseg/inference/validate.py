@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from grainseg.grains.astm import intervals_with_model_error, model_error_rms
+from grainseg.grains.astm import MODEL_ERROR_METHODS, intervals_with_model_error, model_error_rms
 
 from .rescale import DEFAULT_RESCALE
 
@@ -175,15 +175,13 @@ def validate(model, items: Sequence[LabelledImage], *, scale: Optional[float] = 
                        vi_split=float(split_vi), vi_merge=float(merge_vi), vi=float(split_vi + merge_vi))
         else:
             warnings.append("no grains on one side: grain-level metrics not computed")
-        for key, src in (("planimetric", "planimetric"), ("intercept", "intercept"),
-                         ("intercept_direct_e112", "intercept_e112_direct")):
+        wide = intervals_with_model_error(pred.astm, rms_by_method)
+        for key, src in MODEL_ERROR_METHODS.items():
             gt, gp = truth.astm.get(src, {}).get("G"), pred.astm.get(src, {}).get("G")
             row[f"G_{key}_true"], row[f"G_{key}_pred"], row[f"dG_{key}"] = gt, gp, _delta(gp, gt)
-        wide = intervals_with_model_error(pred.astm, rms_by_method)
-        for key in ("planimetric", "intercept"):
-            ci, gt = pred.astm.get(key, {}).get("G_ci95"), row[f"G_{key}_true"]
+            ci = pred.astm.get(src, {}).get("G_ci95")
             row[f"G_{key}_pred_ci95"], row[f"G_{key}_true_in_ci95"] = ci, _inside(gt, ci)
-            row[f"G_{key}_true_ci95"] = truth.astm.get(key, {}).get("G_ci95")
+            row[f"G_{key}_true_ci95"] = truth.astm.get(src, {}).get("G_ci95")
             if key in wide:
                 row[f"G_{key}_pred_ci95_with_model_error"] = wide[key]
                 row[f"G_{key}_true_in_ci95_with_model_error"] = _inside(gt, wide[key])
@@ -203,13 +201,13 @@ def _summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
     for k in ("dice", "boundary_f1", "adapted_rand_error", "vi_split", "vi_merge", "vi"):
         vals = [r[k] for r in rows if r.get(k) is not None and not math.isnan(r[k])]
         out[f"mean_{k}"] = float(np.mean(vals)) if vals else None
-    for key in ("planimetric", "intercept", "intercept_direct_e112"):
+    for key in MODEL_ERROR_METHODS:
         d = [r[f"dG_{key}"] for r in rows if r.get(f"dG_{key}") is not None]
         out[f"mean_abs_dG_{key}"] = float(np.mean(np.abs(d))) if d else None
         out[f"bias_dG_{key}"] = float(np.mean(d)) if d else None
         out[f"rms_dG_{key}"] = float(np.sqrt(np.mean(np.square(d)))) if d else None
         out[f"n_dG_{key}"] = len(d)
-    for key in ("planimetric", "intercept"):
+    for key in MODEL_ERROR_METHODS:
         for kind in ("ci95", "ci95_with_model_error"):
             flags = [r[f"G_{key}_true_in_{kind}"] for r in rows if r.get(f"G_{key}_true_in_{kind}") is not None]
             out[f"true_in_{kind}_{key}"] = [sum(flags), len(flags)] if flags else None
@@ -221,10 +219,13 @@ def _summary(rows: List[Dict[str, Any]]) -> Dict[str, Any]:
 def card_record(summary: Dict[str, Any], data: str) -> Optional[Dict[str, Any]]:
     """A ``grain_size_validation`` record for a model card (config.json) from a validation summary, or
     None when G was not measured on both sides.  Record it only for images held out of the model's
-    training *and* of its selection: the report widens every G interval by it."""
+    training *and* of its selection: the report widens every G interval by it.  The direct E112 count's
+    error is included where it was measured."""
     rms = {k: summary.get(f"rms_dG_{k}") for k in ("planimetric", "intercept")}
     if any(v is None for v in rms.values()):
         return None
+    if summary.get("rms_dG_intercept_direct_e112") is not None:
+        rms["intercept_direct_e112"] = summary["rms_dG_intercept_direct_e112"]
     return {"data": data, "micrographs": min(summary.get("n_dG_planimetric", 0), summary.get("n_dG_intercept", 0)),
             "rms_dG": {k: round(v, 4) for k, v in rms.items()},
             "mean_abs_dG": {k: round(summary[f"mean_abs_dG_{k}"], 4) for k in rms},
@@ -247,7 +248,8 @@ COLUMNS = ("image", "tiles", "height", "width", "dice", "boundary_f1", "adapted_
            "G_intercept_true", "G_intercept_pred", "dG_intercept", "G_intercept_direct_e112_true",
            "G_intercept_direct_e112_pred", "dG_intercept_direct_e112", "G_planimetric_true_in_ci95",
            "G_planimetric_true_in_ci95_with_model_error", "G_intercept_true_in_ci95",
-           "G_intercept_true_in_ci95_with_model_error")
+           "G_intercept_true_in_ci95_with_model_error", "G_intercept_direct_e112_true_in_ci95",
+           "G_intercept_direct_e112_true_in_ci95_with_model_error")
 
 
 def to_csv(rows: List[Dict[str, Any]]) -> str:
@@ -277,7 +279,7 @@ def format_validation(result: Dict[str, Any]) -> str:
                  f"{_fmt(s['bias_dG_planimetric'])}), intercept {_fmt(s['mean_abs_dG_intercept'], '.3f')} (bias "
                  f"{_fmt(s['bias_dG_intercept'])}); grains predicted / true {s['grains_pred']} / {s['grains_true']}")
     cover = []
-    for key in ("planimetric", "intercept"):
+    for key in MODEL_ERROR_METHODS:
         base, wide = s.get(f"true_in_ci95_{key}"), s.get(f"true_in_ci95_with_model_error_{key}")
         if base:
             cover.append(f"{key} {base[0]}/{base[1]}" + (f" (with the model's error {wide[0]}/{wide[1]})" if wide else ""))

@@ -113,10 +113,12 @@ def test_size_distribution_plot_or_none_without_matplotlib(micrograph, monkeypat
 
 def test_model_error_widens_the_g_intervals_only_when_the_model_records_it(micrograph):
     s = micrograph
-    val = {"data": "held-out set", "material": "test alloy", "rms_dG": {"planimetric": 0.2, "intercept": 0.1}}
+    val = {"data": "held-out set", "material": "test alloy",
+           "rms_dG": {"planimetric": 0.2, "intercept": 0.1, "intercept_direct_e112": 0.15}}
     with_val = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=0.8,
                                             model={"id": "m", "grain_size_validation": val}).summary["astm_e112"]
-    for k in ("planimetric", "intercept"):
+    assert with_val["G_intercept_direct_e112"] == with_val["intercept_e112_direct"]["G"]
+    for k in ("planimetric", "intercept", "intercept_direct_e112"):
         lo, hi = with_val[f"G_{k}_ci95"]
         wlo, whi = with_val[f"G_{k}_ci95_with_model_error"]
         rms = val["rms_dG"][k]
@@ -127,6 +129,12 @@ def test_model_error_widens_the_g_intervals_only_when_the_model_records_it(micro
                                          model={"id": "m"}).summary["astm_e112"]
     assert plain["model_error"] is None and "sampling spread only" in plain["model_error_note"]
     assert "G_planimetric_ci95_with_model_error" not in plain
+    # a card without the direct count's error widens the other two and leaves the direct interval as it is
+    two = {**val, "rms_dG": {"planimetric": 0.2, "intercept": 0.1}}
+    partial = GrainReport.from_probability(s.image, s.mask.astype(np.float32), scale=0.8,
+                                           model={"id": "m", "grain_size_validation": two}).summary["astm_e112"]
+    assert "G_intercept_direct_e112_ci95_with_model_error" not in partial
+    assert partial["G_intercept_ci95_with_model_error"] == with_val["G_intercept_ci95_with_model_error"]
     no_scale = GrainReport.from_probability(s.image, s.mask.astype(np.float32),
                                             model={"id": "m", "grain_size_validation": val}).summary["astm_e112"]
     assert "model_error" not in no_scale and no_scale["G_planimetric"] is None

@@ -121,8 +121,12 @@ def test_coverage_of_the_interval_with_the_model_error(tiled):
     err = abs(r["dG_planimetric"])
     assert r["G_planimetric_true_in_ci95"] is False and err > 0  # the sampling interval alone misses it
     wide = validate(net, items, grain_kw={"method": "threshold"},
-                    model_error={"rms_dG": {"planimetric": err, "intercept": 0.0}})
+                    model_error={"rms_dG": {"planimetric": err, "intercept": 0.0, "intercept_direct_e112": 5.0}})
     w = wide["rows"][0]
+    assert w["G_intercept_direct_e112_pred_ci95"] is not None
+    # 5 G of error: the widened interval of the direct count holds any truth
+    assert w["G_intercept_direct_e112_true_in_ci95_with_model_error"] is True
+    assert wide["summary"]["true_in_ci95_with_model_error_intercept_direct_e112"] == [1, 1]
     lo, hi = w["G_planimetric_pred_ci95_with_model_error"]
     assert lo <= w["G_planimetric_true"] <= hi and w["G_planimetric_true_in_ci95_with_model_error"] is True
     assert w["G_intercept_pred_ci95_with_model_error"] == pytest.approx(w["G_intercept_pred_ci95"])  # rms 0: unchanged
@@ -165,7 +169,8 @@ def test_validate_cli_with_the_embedded_model_writes_json_csv_panels(tiled, tmp_
     assert "true G inside the predicted 95 % interval" in text and "with the model's error" in text
     # the record a model card takes: rms dG over the images, and it loads as one
     card = rec["grain_size_validation"]
-    for k in ("planimetric", "intercept"):
+    assert "intercept_direct_e112" in card["rms_dG"]  # the direct E112 count's error too, where measured
+    for k in ("planimetric", "intercept", "intercept_direct_e112"):
         d = [r[f"dG_{k}"] for r in rec["images"]]
         assert card["rms_dG"][k] == pytest.approx(float(np.sqrt(np.mean(np.square(d)))), abs=1e-4)
     assert card["micrographs"] == len(rec["images"]) and "config.json" in card["how"] and "rms dG" in text
