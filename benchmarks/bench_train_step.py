@@ -35,6 +35,7 @@ import argparse
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
@@ -106,15 +107,34 @@ def _op_label(key: str) -> str:
 
 
 def _profile_step(run: Callable[[], None], top: int) -> List[Dict[str, object]]:
-    """The ``top`` ops of most self CPU time in one step: name, self ms, calls."""
+    """The ``top`` ops of most self CPU time in one step: name, self ms, calls, and for the ops whose
+    FLOPs the profiler counts (matmuls, convolutions) the GFLOP and the GFLOP/s they ran at."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU], with_flops=True) as prof:
         run()
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
-    return [{"op": _op_label(e.key), "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
-             "calls": e.count} for e in events[:top]]
+    rows = []
+    for e in events[:top]:
+        row = {"op": _op_label(e.key), "self_ms": e.self_cpu_time_total / 1e3, "share": e.self_cpu_time_total / total,
+               "calls": e.count}
+        if getattr(e, "flops", 0) and e.self_cpu_time_total > 0:
+            row.update(gflop=e.flops / 1e9, gflop_per_s=e.flops / (e.self_cpu_time_total / 1e6) / 1e9)
+        rows.append(row)
+    return rows
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """What one n x n x n fp32 matmul runs at on this CPU with the current threads: the ceiling that the
+    profile's matmul GFLOP/s are to be read against."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    for _ in range(2):
+        a @ b
+    t = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n ** 3 * repeats / (time.perf_counter() - t) / 1e9
 
 
 def measure(model_name: str, size: int, batch: int, variants: List[tuple], fns: Dict[str, Callable], steps: int,
@@ -212,9 +232,10 @@ def measure(model_name: str, size: int, batch: int, variants: List[tuple], fns: 
 
 def _print_profile(row: Dict[str, object]) -> None:
     print(f"\n{row['model']} batch {row['batch']} {row['variant']}: ops of most self time in one step")
-    print("| op | self ms | share | calls |\n|---|---|---|---|")
+    print("| op | self ms | share | calls | GFLOP | GFLOP/s |\n|---|---|---|---|---|---|")
     for e in row["profile"]:
-        print(f"| `{e['op']}` | {e['self_ms']:.1f} | {100 * e['share']:.1f} % | {e['calls']} |")
+        flops = f"{e['gflop']:.1f} | {e['gflop_per_s']:.0f}" if "gflop" in e else " | "
+        print(f"| `{e['op']}` | {e['self_ms']:.1f} | {100 * e['share']:.1f} % | {e['calls']} | {flops} |")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -256,6 +277,10 @@ def main(argv: Optional[List[str]] = None) -> int:
               "malloc_keeps_freed_memory": kept,
               "skipped": {k: v for k, v in notes.items() if k != "mamba_ssm"}, "mamba_ssm": notes.get("mamba_ssm"),
               "rows": [], "materialised_over_fused_step": [], "mamba_over_fused_step": []}
+    if args.profile and args.device == "cpu":
+        result["sgemm_2048_gflops"] = sgemm_gflops()
+        print(f"fp32 sgemm 2048^3 on this CPU: {result['sgemm_2048_gflops']:.0f} GFLOP/s "
+              f"({torch.get_num_threads()} threads)", flush=True)
     for model_name in args.models:
         for batch in args.batches:
             rows = measure(model_name, args.size, batch, variants, fns, args.steps, args.warmup, args.device,
