@@ -65,16 +65,39 @@ def _error(message: str) -> None:
     print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
-def collect_inputs(paths: List[str], recursive: bool = False) -> Tuple[List[Path], List[str]]:
-    """(image files, error lines): folders expand to their image files; other paths are kept as given.
+def _looks_like_output(f: Path, stems: set) -> bool:
+    """Whether ``f`` is named like an output of :meth:`GrainReport.save` for an image stem in ``stems``."""
+    from grainseg.grains.report import OUTPUT_SUFFIXES
+
+    name = f.name.lower()
+    return any(name.endswith(sfx) and name[: -len(sfx)] in stems for sfx in OUTPUT_SUFFIXES.values())
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+        return True
+    except ValueError:
+        return False
+
+
+def collect_inputs(paths: List[str], recursive: bool = False,
+                   out: Optional[Path] = None) -> Tuple[List[Path], List[str], List[str]]:
+    """(image files, error lines, note lines): folders expand to their image files; other paths are kept
+    as given.
 
     A named file with another extension is kept, so reading it reports the unsupported format.  A file
-    named twice (or named and also found in a named folder) is kept once, where it first appears.
+    named twice (or named and also found in a named folder) is kept once, where it first appears.  A
+    folder's files that are grainseg's own outputs are left out, so that a second run on the same folder
+    does not treat the first run's outputs as micrographs: those inside ``out`` when ``out`` lies within
+    the folder, and those named ``<stem>_prob.png``, ``<stem>_mask.png``, ... beside an image ``<stem>.*``.
+    A note says how many were left out; name such a file explicitly to predict it.
     """
     from grainseg.data.io import IMAGE_EXTENSIONS
 
     files: List[Path] = []
     errors: List[str] = []
+    notes: List[str] = []
     seen = set()
 
     def add(f: Path) -> None:
@@ -88,15 +111,27 @@ def collect_inputs(paths: List[str], recursive: bool = False) -> Tuple[List[Path
         if path.is_dir():
             found = sorted(f for f in (path.rglob("*") if recursive else path.iterdir())
                            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            skip_out = out is not None and _inside(out, path) and not _inside(path, out)
+            stems_by_dir: Dict[Path, set] = {}
+            for f in found:
+                stems_by_dir.setdefault(f.parent, set()).add(f.stem.lower())
+            kept = [f for f in found if not (skip_out and _inside(f, out))
+                    and not _looks_like_output(f, stems_by_dir[f.parent])]
+            if len(kept) < len(found):
+                notes.append(f"{path}: left out {len(found) - len(kept)} file(s) that look like grainseg outputs "
+                             f"(in --out {out}, or named <image>_prob.png, _mask.png, ... beside <image>); "
+                             "name a file to predict it anyway")
             if not found:
                 errors.append(f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
-            for f in found:
+            elif not kept:
+                errors.append(f"{path}: folder holds only grainseg outputs, no micrographs")
+            for f in kept:
                 add(f)
         elif path.exists():
             add(path)
         else:
             errors.append(f"{path}: no such file or folder")
-    return files, errors
+    return files, errors, notes
 
 
 def _stems(files: List[Path]) -> Dict[Path, str]:
@@ -230,23 +265,36 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         _error("no input: give image files or folders, or --example for the bundled sample micrograph")
         return 2
-    files, failures = collect_inputs(paths, args.recursive)
+    out = Path(args.out)
+    files, failures, notes = collect_inputs(paths, args.recursive, out)
     for line in failures:
         _error(line)
-    out = Path(args.out)
+    for line in notes:
+        print(f"{PROG}: note: {line}", file=sys.stderr)
+    if not files:
+        return 1
+    created = not out.exists()
     problem = _check_out_dir(out)
     if problem:
         _error(problem)
         return 1
-    if not files:
-        return 1
+    try:
+        return _predict_files(args, files, len(failures), out, scale, grain_kw, rescale)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty folder behind
+
+
+def _predict_files(args: argparse.Namespace, files: List[Path], failed: int, out: Path, scale: Optional[float],
+                   grain_kw: dict, rescale) -> int:
+    """Load the model, then predict and save each file; returns the exit code."""
     try:
         device = _device(args.device)
         from grainseg.inference.predict import load_model
 
         model, info = load_model(args.model, device=device)
     except Exception as err:  # missing weights, bad id, bad device: one line
-        _error(f"cannot load model {args.model or '(embedded default)'}: {err}")
+        _error(f"cannot load model {'(embedded default)' if args.model is None else repr(args.model)}: {err}")
         return 1
 
     from tqdm.auto import tqdm
@@ -254,13 +302,17 @@ def run(args: argparse.Namespace) -> int:
     from grainseg.grains.report import GrainReport
     from grainseg.inference.predict import analyze
 
-    failed = len(failures)
     stems = _stems(files)
+    inputs = {os.path.normcase(os.path.realpath(f)) for f in files}
     bar = _image_progress(files, args.quiet, tqdm)
     for path in bar:
         stem = stems[path]
         try:
             report_paths = GrainReport.output_paths(out, stem)
+            clobbered = [str(p) for p in report_paths.values() if os.path.normcase(os.path.realpath(p)) in inputs]
+            if clobbered:  # not even with --overwrite: an input of this run is the user's, not an output
+                raise FileExistsError(f"an output would replace {clobbered[0]}, an input image of this run; "
+                                      "choose another --out")
             existing = [str(p) for p in report_paths.values() if p.exists()]
             if existing and not args.overwrite:
                 raise FileExistsError(f"outputs exist ({existing[0]}{' ...' if len(existing) > 1 else ''}); "
@@ -271,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
             report.save(out, stem, overwrite=args.overwrite)
             s = report.summary
             g = s["astm_e112"]
-            gtxt = "G needs --scale" if scale is None else ", ".join(_g_text(g, k) for k in ("planimetric", "intercept"))
+            gtxt = ("G not computed with --units px" if args.units == "px" and args.scale is not None
+                    else "G needs --scale") if scale is None else ", ".join(_g_text(g, k) for k in ("planimetric", "intercept"))
             factor = (report.model.get("rescale") or {}).get("factor", 1.0)
             rtxt = "" if factor == 1.0 else f" (fed at x{factor:.2f} to match the training grain size)"
             print(f"{path}: {s['grain_count']} grains, {gtxt}{rtxt} -> {out / stem}_*")

@@ -13,6 +13,7 @@ from tests.helpers.standin_model import StandInNet
 from grainseg.cli import main
 from grainseg.cli.predict import _stems, collect_inputs
 from grainseg.data.synthetic import make_micrograph
+from grainseg.grains.report import OUTPUT_SUFFIXES
 
 
 @pytest.fixture()
@@ -55,8 +56,8 @@ def test_stems_are_unique_by_construction():
 
 def test_a_path_given_twice_is_processed_once(tmp_path, standin, capsys):
     img = _image(tmp_path / "in" / "g.png", 1)
-    files, errors = collect_inputs([str(img), str(img.parent), str(tmp_path / "in" / "." / "g.png")])
-    assert files == [img] and errors == []
+    files, errors, notes = collect_inputs([str(img), str(img.parent), str(tmp_path / "in" / "." / "g.png")])
+    assert files == [img] and errors == [] and notes == []
     assert main(["predict", str(img), str(img), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     assert capsys.readouterr().out.count("grains") == 1
 
@@ -108,3 +109,60 @@ def test_tile_progress_lines_without_a_terminal(capsys):
     for done in (2, 4, 6, 8, 9):
         report(done)
     assert capsys.readouterr().err.splitlines() == ["grainseg predict: 4 tiles done", "grainseg predict: 8 tiles done"]
+
+
+def _md5s(folder: Path) -> dict:
+    import hashlib
+
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_second_run_on_a_folder_skips_the_first_runs_outputs(tmp_path, standin, capsys):
+    d = tmp_path / "d"
+    _image(d / "x.png", 1)
+    assert main(["predict", str(d), "--out", str(d), "--quiet"]) == 0
+    first = _md5s(d)
+    assert "x_prob.png" in first and "x_mask.png" in first
+    capsys.readouterr()
+    # run again, with --overwrite: only x.png is a micrograph; its outputs are replaced, nothing new appears
+    assert main(["predict", str(d), "--out", str(d), "--overwrite", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("grains") == 1 and "look like grainseg outputs" in captured.err
+    assert set(_md5s(d)) == set(first)
+    # the default --out inside a folder searched recursively: its files are left out as well
+    e = tmp_path / "e"
+    _image(e / "sub" / "y.png", 2)
+    for _ in range(2):
+        assert main(["predict", str(e), "--recursive", "--out", str(e / "preds"), "--overwrite", "--quiet"]) == 0
+    assert sorted(p.name for p in (e / "preds").iterdir()) == sorted(f"y{s}" for s in OUTPUT_SUFFIXES.values())
+    # a file named explicitly is predicted even when it looks like an output
+    files, errors, notes = collect_inputs([str(d / "x_prob.png")])
+    assert files == [d / "x_prob.png"] and not errors and not notes
+
+
+def test_an_input_image_is_never_replaced_not_even_with_overwrite(tmp_path, standin, capsys):
+    c = tmp_path / "c"
+    a, a_prob = _image(c / "a.png", 1), _image(c / "a_prob.png", 2)  # a user's image that is named like an output
+    before = _md5s(c)
+    assert main(["predict", str(a), str(a_prob), "--out", str(c), "--overwrite", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "an input image of this run" in err and str(a_prob) in err
+    assert {k: v for k, v in _md5s(c).items() if k in before} == before
+
+
+def test_nothing_readable_leaves_no_empty_out_folder(tmp_path, standin, capsys):
+    bad = tmp_path / "text.png"
+    bad.write_text("not an image")
+    out = tmp_path / "never"
+    assert main(["predict", str(bad), "--out", str(out), "--quiet"]) == 1
+    assert not out.exists() and "text.png" in capsys.readouterr().err
+    kept = tmp_path / "kept"  # a folder the user made stays, even when empty
+    kept.mkdir()
+    assert main(["predict", str(bad), "--out", str(kept), "--quiet"]) == 1
+    assert kept.is_dir()
+
+
+def test_units_px_with_a_scale_says_why_there_is_no_g(tmp_path, standin, capsys):
+    img = _image(tmp_path / "g.png", 1)
+    assert main(["predict", str(img), "--units", "px", "--scale", "0.5", "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    assert "G not computed with --units px" in capsys.readouterr().out
