@@ -148,7 +148,8 @@ def test_the_embedded_default_prints_g_with_its_validated_error(tmp_path, capsys
 
     model, info = load_model(None)
     val = info["grain_size_validation"]
-    assert set(val["rms_dG"]) == {"planimetric", "intercept"} and all(0 < v < 1 for v in val["rms_dG"].values())
+    assert set(val["rms_dG"]) == {"planimetric", "intercept", "intercept_direct_e112"}
+    assert all(0 < v < 1 for v in val["rms_dG"].values())
     assert "grain_size_validation" not in model.config  # metadata of the weights, not a build argument
     assert model.grain_size_validation == val  # the loaded model carries it, for the Python API too
     from grainseg.inference import analyze
