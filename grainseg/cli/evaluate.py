@@ -12,10 +12,10 @@ per image with prediction and mask thresholded at 0.5, then averaged.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
+from grainseg._json import dumps
 from grainseg.cli._grain_args import add_tta_arg
 
 
@@ -34,7 +34,8 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold for the prediction")
     p.add_argument("--tolerance", type=float, default=2.0, help="boundary F1 tolerance in pixels")
     p.add_argument("--polarity", choices=["grain", "boundary"], default="grain", help="what bright mask pixels are")
-    p.add_argument("--mask-threshold", type=float, default=127, help="mask binarisation threshold")
+    p.add_argument("--mask-threshold", type=float, default=127,
+                   help="mask binarisation threshold on the 8-bit scale, 0-255, whatever the file depth (default: 127)")
     add_tta_arg(p)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="print only the mean row")
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
               "subset": args.subset if split else None, "threshold": args.threshold,
               "tolerance_px": args.tolerance, "device": device, **result}
     tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    tmp.write_text(dumps(record) + "\n", encoding="utf-8")
     os.replace(tmp, out)
     print(f"wrote {out}")
     return 0

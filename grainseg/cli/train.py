@@ -119,7 +119,8 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint.pt")
     p.add_argument("--polarity", choices=["grain", "boundary"], default="grain",
                    help="what the bright pixels of the mask files are (the model always predicts grain interior)")
-    p.add_argument("--threshold", type=float, default=127, help="mask binarisation threshold")
+    p.add_argument("--threshold", type=float, default=127,
+                   help="mask binarisation threshold on the 8-bit scale, 0-255, whatever the file depth (default: 127)")
     p.add_argument("--model-kwargs", type=_json_dict, default={}, help="JSON overrides of the model preset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

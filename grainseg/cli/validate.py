@@ -34,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="auto: complete <stem>_<r>_<c> tile grids are measured as one micrograph")
     p.add_argument("--polarity", choices=["grain", "boundary"], default="grain",
                    help="what the bright pixels of the mask files are")
-    p.add_argument("--mask-threshold", type=float, default=127, help="mask binarisation threshold")
+    p.add_argument("--mask-threshold", type=float, default=127,
+                   help="mask binarisation threshold on the 8-bit scale, 0-255, whatever the file depth (default: 127)")
     p.add_argument("--scale", type=float, default=None, metavar="UM_PER_PX",
                    help="micrometres per pixel (labels G; dG does not depend on it)")
     p.add_argument("--out", default="grainseg_validation", metavar="DIR", help="output folder (default: %(default)s)")

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .io import IMAGE_EXTENSIONS, read_image, read_mask
+from .io import IMAGE_EXTENSIONS, check_mask_threshold, read_image, read_mask
 from .preprocessing import normalize_preprocessing
 from .transforms import PairedAugment, image_to_input, mask_to_target
 
@@ -229,7 +229,7 @@ class SegmentationDataset(PreprocessedItems, Dataset):
         self.in_chans = in_chans
         self.augment = augment
         self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
-        self.threshold, self.polarity = threshold, polarity
+        self.threshold, self.polarity = check_mask_threshold(threshold), polarity
         self.seed, self.epoch = int(seed), 0
 
     def __len__(self) -> int:

@@ -19,7 +19,7 @@ import contextlib
 import math
 import threading
 from pathlib import Path
-from typing import Iterator, Optional, Tuple, Union
+from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
@@ -205,8 +205,8 @@ def binarize_mask(mask: np.ndarray, threshold: float = 127, polarity: str = "gra
     """
     if polarity not in MASK_POLARITIES:
         raise ValueError(f"polarity must be one of {MASK_POLARITIES}, got {polarity!r}")
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
-        raise ValueError(f"threshold must be a number, got {threshold!r}")
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     mask = np.asarray(mask)
     if mask.ndim == 3:
         mask = mask.astype(np.float64).mean(axis=-1)
@@ -216,11 +216,32 @@ def binarize_mask(mask: np.ndarray, threshold: float = 127, polarity: str = "gra
     return (bright if polarity == "grain" else ~bright).astype(np.uint8)
 
 
+def check_mask_threshold(threshold: Any) -> float:
+    """The mask threshold of :func:`read_mask`, checked: a finite number in [0, 255)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
+            or not 0 <= threshold < 255:
+        raise ValueError(f"mask threshold must be a number in [0, 255) on the 8-bit scale (127: mid-grey), "
+                         f"got {threshold!r}")
+    return float(threshold)
+
+
 def read_mask(path: PathLike, threshold: float = 127, polarity: str = "grain") -> np.ndarray:
     """Read a mask file as a {0, 1} uint8 (H, W) array with 1 = grain interior.
 
     ``polarity="grain"``: the file's bright pixels are grain interior (the ExONE convention: white =
     grain, black = boundary); ``polarity="boundary"``: the file's bright pixels are boundary lines, so
-    they become 0.  The threshold (127 by default) removes the mid-grey JPEG artefacts.
+    they become 0.  The threshold (127 by default) removes the mid-grey JPEG artefacts.  It is on the
+    8-bit scale whatever the file's depth: a 16-bit mask is cut at ``threshold * 257``, a float mask in
+    [0, 1] at ``threshold / 255``.  A mask holding only the values 0 and 1 (a label image, not a
+    black-and-white picture) reads 1 as bright.
     """
-    return binarize_mask(read_image(path), threshold=threshold, polarity=polarity)
+    threshold = check_mask_threshold(threshold)
+    mask = read_image(path)
+    top = float(mask.max()) if mask.size else 0.0
+    if mask.dtype == np.uint16:
+        threshold *= 257.0
+    elif mask.dtype.kind == "f" and top <= 1.0:
+        threshold /= 255.0
+    if top == 1.0 and mask.dtype.kind in "uib" and np.isin(mask, (0, 1)).all():
+        threshold = 0.5
+    return binarize_mask(mask, threshold=threshold, polarity=polarity)

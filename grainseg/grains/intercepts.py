@@ -326,6 +326,11 @@ def intercept_from_counts(counts: Sequence[float], lengths: Sequence[float], sca
                         "G is imprecise; use a larger field or more fields")
     if l_px is None:
         warnings.append("no boundary crosses the test pattern: the mean intercept is longer than the pattern")
+    elif total_p < len(p):
+        # fewer crossings than test paths: the mean intercept is longer than a path, which cannot measure it
+        warnings.append(f"only {total_p:g} crossings on {len(p)} test paths: the mean intercept is longer than "
+                        "the paths, so G is not measured (use a larger field or a lower magnification)")
+        l_px = ci_px = None
     out["warnings"] = warnings
     out["mean_intercept_px"] = l_px
     if scale is None:

@@ -6,14 +6,14 @@ grain tessellation, the per-grain table and the summary (counts, sizes, ASTM E11
 """
 from __future__ import annotations
 
-import json
-import math
 from io import BytesIO as _BytesIO
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from grainseg._json import dumps
 
 from .astm import (DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, intercept, intervals_with_model_error,
                    model_error_rms, planimetric)
@@ -134,11 +134,12 @@ class GrainReport:
         table = grain_table(grains, labels, scale)
         warnings = []
         astm: Dict[str, Any] = {}
+        whole = bool(grains.any()) and int(grains.max()) == 1 and len(np.unique(grains)) == 1
         if not grains.any():
             warnings.append("no grains found: every pixel is boundary (wrong polarity or an image of no grains?)")
-        elif int(grains.max()) == 1 and len(np.unique(grains)) == 1:
+        elif whole:
             warnings.append("one grain covers the whole image: no boundary was found, G is not defined")
-        if grains.any():
+        if grains.any() and not whole:  # one grain as large as the field: its size, and G, are unknown
             astm = {"planimetric": planimetric(grains, scale, fields), "intercept": intercept(grains, scale, lines)}
         try:
             paths = e112_pattern(mask.shape)
@@ -296,7 +297,7 @@ class GrainReport:
             "sizes": self.size_distribution_png(),
             "labels": tif(self.labels.astype(np.uint32)),
             "grains": table_to_csv(self.table).encode("utf-8"),
-            "summary": (json.dumps(_jsonable(self.summary), indent=2) + "\n").encode("utf-8"),
+            "summary": (dumps(self.summary) + "\n").encode("utf-8"),
         }
         written = {}
         for kind, path in paths.items():
@@ -326,19 +327,3 @@ def _write_bytes(path: Path, data: bytes, overwrite: bool) -> None:
     with open(path, "wb" if overwrite else "xb") as f:
         f.write(data)
 
-
-def _jsonable(obj: Any) -> Any:
-    """numpy scalars / arrays -> Python; non-finite floats -> None (JSON has no inf / NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_, bool)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj

@@ -327,7 +327,8 @@ def write_outputs(result: Dict[str, Any], out: Union[str, Path], overwrite: bool
 
     from PIL import Image
 
-    from grainseg.grains.report import _jsonable, _write_bytes
+    from grainseg._json import dumps
+    from grainseg.grains.report import _write_bytes
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -340,7 +341,7 @@ def write_outputs(result: Dict[str, Any], out: Union[str, Path], overwrite: bool
         raise FileExistsError(f"{existing[0]} already exists ({len(existing)} file(s)); pass --overwrite to replace")
     record = {**(meta or {}), "summary": result["summary"], "images": result["rows"],
               "instances": result.get("instances"), "scale_um_per_px": result.get("scale_um_per_px")}
-    _write_bytes(paths["json"], (json.dumps(_jsonable(record), indent=2) + "\n").encode(), overwrite)
+    _write_bytes(paths["json"], (dumps(record) + "\n").encode(), overwrite)
     _write_bytes(paths["csv"], to_csv(result["rows"]).encode(), overwrite)
     for r, m in zip(result["rows"], maps):
         buf = io.BytesIO()

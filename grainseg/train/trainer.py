@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from grainseg._allocator import keep_freed_memory
+from grainseg._json import dumps
 from grainseg.data.datasets import SegmentationDataset
 from grainseg.data.transforms import PairedAugment
 from grainseg.train import distributed as dist_utils
@@ -259,7 +260,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8"))
+    _atomic_write(path, lambda tmp: tmp.write_text(dumps(obj) + "\n", encoding="utf-8"))
 
 
 def _atomic_save(obj: Any, path: Path) -> None:

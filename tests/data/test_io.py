@@ -70,6 +70,27 @@ def test_mask_threshold_and_polarity(tmp_path):
     assert binarize_mask(np.stack([values[0]] * 3, axis=-1)[None]).tolist() == [[0, 0, 0, 1, 1, 1]]
 
 
+def test_mask_threshold_is_on_the_8bit_scale_whatever_the_depth(tmp_path):
+    import tifffile
+
+    grain = np.array([[0, 0, 1, 1, 1, 0]], dtype=bool)
+    Image.fromarray((grain * 65535).astype(np.uint16)).save(tmp_path / "m16.png")
+    mid = np.where(grain, 40000, 20000).astype(np.uint16)  # 16-bit greys either side of 127 * 257
+    tifffile.imwrite(tmp_path / "mid16.tif", mid)
+    tifffile.imwrite(tmp_path / "f.tif", grain.astype(np.float32))
+    Image.fromarray(grain.astype(np.uint8)).save(tmp_path / "m01.png")  # a 0/1 label image
+    for name in ("m16.png", "mid16.tif", "f.tif", "m01.png"):
+        assert read_mask(tmp_path / name).tolist() == grain.astype(np.uint8).tolist(), name
+    assert read_mask(tmp_path / "m01.png", polarity="boundary").tolist() == (~grain).astype(np.uint8).tolist()
+    Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "zero.png")  # all 0 stays all boundary
+    assert read_mask(tmp_path / "zero.png").tolist() == [[0, 0, 0], [0, 0, 0]]
+    for bad in (300, -1, 255, float("nan"), float("inf"), "127", True):
+        with pytest.raises(ValueError, match="mask threshold must be a number in \\[0, 255\\)"):
+            read_mask(tmp_path / "m01.png", threshold=bad)
+    with pytest.raises(ValueError, match="finite"):
+        binarize_mask(np.zeros((2, 2)), threshold=float("nan"))
+
+
 def test_exone_mask_has_about_half_a_percent_grey(exone_data):
     raw = read_image(exone_data / "RGMask" / "RGMask1_1_1.jpg")
     grey = ((raw > 20) & (raw < 235)).mean()

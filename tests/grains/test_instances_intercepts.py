@@ -81,7 +81,21 @@ def test_e112_pattern_geometry_and_small_images():
     with pytest.raises(ValueError, match="too small"):
         e112_pattern((5, 100))
     few = intercept_from_counts([1, 2], [100, 100], scale=1.0)
-    assert few["warnings"] and "50" in few["warnings"][0]
+    assert few["warnings"] and "50" in few["warnings"][0] and few["G"] is not None
+    # fewer crossings than paths: the intercept is longer than a path, so no G (not a large negative one)
+    sparse = intercept_from_counts([1, 0, 0, 0], [100, 100, 100, 100], scale=1.0)
+    assert sparse["G"] is None and sparse["G_ci95"] is None and sparse["mean_intercept_px"] is None
+    assert any("not measured" in w for w in sparse["warnings"])
+
+
+def test_one_grain_over_the_whole_field_has_no_g():
+    """A constant image (or a mask of one class) is one grain as large as the field: its size, and so G,
+    are unknown; G is None rather than the number a Jeffries count of one cut grain would give."""
+    image = np.zeros((200, 200), np.uint8)
+    r = GrainReport.from_probability(image, np.ones((200, 200), np.float32), scale=0.5)
+    a = r.summary["astm_e112"]
+    assert r.grain_count == 1 and "G is not defined" in " ".join(r.warnings)
+    assert a["G_planimetric"] is None and a["G_intercept"] is None and a["G_intercept_direct_e112"] is None
 
 
 def test_boundary_run_counting_ends_and_closed_paths():
