@@ -32,7 +32,7 @@ def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     """Keyword arguments of GrainReport.from_probability; ValueError naming a bad option."""
     try:
         check_instance_params(args.method, args.threshold, args.core, args.sigma, args.min_core_frac,
-                              args.min_grain_area)
+                              args.min_grain_area, args.watershed)
     except ValueError as err:
         name = str(err).split(" ", 1)[0]
         raise ValueError(f"--{name.replace('_', '-')}: {str(err).split(' ', 1)[1]}") from None

@@ -26,7 +26,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
                    help="directory saved by save_pretrained, a pretrained id or a Hub repo id (default: the embedded model)")
     p.add_argument("--data", required=True, help="data folder: RG/ + RGMask/ (ExONE) or images/ + masks/")
     p.add_argument("--split", default="paper", help="split name in DATA/splits.json; 'none' evaluates every image")
-    p.add_argument("--subset", default="test", choices=["train", "val", "test"], help="which list of the split")
+    p.add_argument("--subset", default=None, choices=["train", "val", "test"], help="subset of --split (default: test)")
     p.add_argument("--splits-file", default=None, help="splits.json to use instead of DATA/splits.json")
     p.add_argument("--json", dest="json_path", default=None,
                    help="where to write the JSON (default: evaluation_<split>_<subset>.json in the current directory)")
@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from grainseg.train.evaluation import evaluate_model, format_table
 
     split = None if str(args.split).lower() == "none" else args.split
+    if args.subset is not None and split is None:
+        raise ValueError(f"--subset {args.subset} needs --split (a split of DATA/splits.json); without one every image "
+                         "is evaluated")
+    args.subset = args.subset or "test"
     out = Path(args.json_path or f"evaluation_{split or 'all'}_{args.subset if split else 'images'}.json")
     _check_writable(out)  # before the evaluation, not after it
     if out.exists() and not args.overwrite:

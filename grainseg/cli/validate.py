@@ -28,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="NAME|HUB_ID|DIR", help="model to validate (default: the embedded one)")
     p.add_argument("--data", required=True, help="labelled folder: RG/ + RGMask/ (ExONE) or images/ + masks/")
     p.add_argument("--split", default=None, help="split in DATA/splits.json (default: every image)")
-    p.add_argument("--subset", default="test", choices=["train", "val", "test"], help="subset of --split")
+    p.add_argument("--subset", default=None, choices=["train", "val", "test"], help="subset of --split (default: test)")
     p.add_argument("--splits-file", default=None, help="splits.json to use instead of DATA/splits.json")
     p.add_argument("--stitch", choices=["auto", "never"], default="auto",
                    help="auto: complete <stem>_<r>_<c> tile grids are measured as one micrograph")
@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from grainseg.inference.tta import record_tta
     from grainseg.inference.validate import card_record, collect_labelled, format_validation, validate, write_outputs
 
+    if args.subset is not None and args.split is None:
+        raise ValueError(f"--subset {args.subset} needs --split (a split of DATA/splits.json); without one every image "
+                         "is validated")
+    args.subset = args.subset or "test"
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         raise ValueError(f"--scale must be a positive, finite number of micrometres per pixel, got {args.scale}")
     grain_kw = instance_kwargs(args)

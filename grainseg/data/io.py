@@ -182,6 +182,8 @@ def read_image(path: PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
     """
     limit = _check_limit(MAX_PIXELS if max_pixels is None else max_pixels)
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"image file {path} is a folder, not an image file")
     if not path.is_file():
         raise FileNotFoundError(f"image file {path} does not exist")
     suffix = path.suffix.lower()

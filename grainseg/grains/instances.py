@@ -38,10 +38,13 @@ DEFAULT_INSTANCE_PARAMS: Dict[str, Any] = {
 
 
 def check_instance_params(method: str, threshold: float, core: float, sigma: float, min_core_frac: float,
-                          min_grain_area: int) -> None:
+                          min_grain_area: int, distance_watershed: bool = False) -> None:
     """Raise ValueError naming the first bad parameter."""
     if method not in GRAIN_METHODS:
         raise ValueError(f"method must be one of {', '.join(GRAIN_METHODS)}, got {method!r}")
+    if distance_watershed and method != "threshold":
+        raise ValueError("watershed applies to method 'threshold' only (it splits merged interiors by a distance "
+                         f"transform); method {method!r} finds the grains without it")
     for name, v in (("threshold", threshold), ("core", core)):
         if not (isinstance(v, (int, float, np.floating)) and 0 < v < 1):
             raise ValueError(f"{name} must be a probability in (0, 1), got {v!r}")
@@ -111,7 +114,7 @@ def segment_grains(
         raise ValueError(f"probability must be a non-empty (H, W) map, got shape {prob.shape}")
     if not np.isfinite(prob).all():
         raise ValueError("probability holds NaN or inf values; check the model's weights")
-    check_instance_params(method, threshold, core, sigma, min_core_frac, min_grain_area)
+    check_instance_params(method, threshold, core, sigma, min_core_frac, min_grain_area, distance_watershed)
     if method == "threshold":
         interiors = label_interiors(prob > threshold, min_area=int(min_grain_area), watershed=distance_watershed)
         return interiors, tessellate_grains(interiors)

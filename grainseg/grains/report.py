@@ -17,7 +17,7 @@ from grainseg._json import dumps
 
 from .astm import (DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, intercept, intervals_with_model_error,
                    model_error_rms, planimetric)
-from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
+from .instances import DEFAULT_INSTANCE_PARAMS, check_instance_params, segment_grains
 from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
 from .plots import pattern_overlay, size_distribution_png
 from .stats import grain_table, table_to_csv
@@ -111,6 +111,7 @@ class GrainReport:
             raise ValueError(f"image {np.asarray(image).shape[:2]} and probability {prob.shape} sizes differ")
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+        check_instance_params(method, threshold, core, sigma, min_core_frac, min_grain_area, watershed)
         params = {"method": method, "threshold": float(threshold), "core": float(core), "sigma": float(sigma),
                   "min_core_frac": float(min_core_frac), "min_grain_area": int(min_grain_area),
                   "distance_watershed": bool(watershed)}
@@ -135,7 +136,10 @@ class GrainReport:
         warnings = []
         astm: Dict[str, Any] = {}
         whole = bool(grains.any()) and int(grains.max()) == 1 and len(np.unique(grains)) == 1
-        if not grains.any():
+        if not grains.any() and mask.any():
+            warnings.append(f"no grains found although {100 * mask.mean():.0f} % of the pixels are grain interior: "
+                            "every region was smaller than min_grain_area (--min-grain-area) px")
+        elif not grains.any():
             warnings.append("no grains found: every pixel is boundary (wrong polarity or an image of no grains?)")
         elif whole:
             warnings.append("one grain covers the whole image: no boundary was found, G is not defined")

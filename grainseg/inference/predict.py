@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from grainseg.data.preprocessing import normalize_preprocessing, scaled_size
+from grainseg.devices import resolve_device
 from grainseg.grains.report import GrainReport
 
 from .rescale import DEFAULT_RESCALE, RESCALE_RANGE
@@ -143,7 +144,7 @@ def predict_proba_rescaled(
     in_chans = int(getattr(model, "in_chans", 3))
     h, w = arr.shape[:2]
     base = scaled_size((h, w), prep)
-    run_device = torch.device(device) if device is not None else next(
+    run_device = torch.device(resolve_device(device, option="device")) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
     model = model.to(run_device)
     net = model if tta_name == "none" else TTA(model, tta_name)
@@ -207,6 +208,7 @@ def load_model(
     from grainseg.models import SegmentationModel
     from grainseg.models.loading import bundled_dir, resolve_pretrained
 
+    location = "cpu" if device is None else resolve_device(device, option="device")  # checked before any lookup
     if spec is None:
         folder = bundled_dir(DEFAULT_MODEL.split("/", 1)[1])
         if folder is None:
@@ -222,7 +224,7 @@ def load_model(
         model_id, source = str(spec), spec
     config, weights = resolve_pretrained(source, revision=revision or None)  # looked up once, loaded from there
     hub_revision = weights.parent.name if weights.parent.parent.name == "snapshots" else None
-    model = SegmentationModel.from_files(config, weights, map_location=device or "cpu", name=str(source))
+    model = SegmentationModel.from_files(config, weights, map_location=location, name=str(source))
     info = {
         "id": model_id,
         "revision": hub_revision or revision,

@@ -127,6 +127,10 @@ def resolve_pretrained(
     info = pretrained_info(name)
     if info is None and "/" not in name:
         _refuse_architecture_name(name)
+        # no folder of that name, no pretrained id, and no "owner/name": a typo, not a Hub repo to ask for
+        raise PretrainedNotFoundError(
+            f"{name!r} is not a folder, a pretrained id ({', '.join(list_pretrained()) or 'none'}) or a Hub repo "
+            "id (owner/name)")
     if info and info.get("bundled") and revision is None and not force_download:
         local = bundled_dir(info["bundled"])
         if local is not None:

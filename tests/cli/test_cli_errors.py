@@ -86,3 +86,54 @@ def test_evaluate_checks_the_json_path_before_evaluating(tmp_path, capsys, monke
     assert main(["evaluate", "--data", str(data), "--json", str(tmp_path / "e.json"), "--device", "foo"],
                 catch_errors=True) == 2
     assert "--device must be" in _one_error_line(capsys, "grainseg evaluate")
+
+
+def test_conflicting_or_ignored_options_are_refused(tmp_path, capsys):
+    """--subset without --split, --watershed with the watershed method and a bare unknown model name are
+    one-line errors, not options dropped without a word (the model name without a slow Hub lookup)."""
+    from grainseg.cli.predict import EXAMPLE_IMAGE
+
+    data = write_tiny_exone(tmp_path / "exone")
+    assert main(["evaluate", "--data", str(data), "--split", "none", "--subset", "val",
+                 "--json", str(tmp_path / "e.json")], catch_errors=True) == 2
+    assert "--subset val needs --split" in _one_error_line(capsys, "grainseg evaluate")
+    assert main(["validate", "--data", str(data), "--subset", "val", "--out", str(tmp_path / "v")],
+                catch_errors=True) == 2
+    assert "--subset val needs --split" in _one_error_line(capsys, "grainseg validate")
+    assert not (tmp_path / "e.json").exists() and not (tmp_path / "v").exists()
+    out = tmp_path / "p"
+    assert main(["predict", str(EXAMPLE_IMAGE), "--watershed", "--out", str(out), "--quiet"]) == 2
+    assert "--watershed: applies to method 'threshold' only" in _one_error_line(capsys, "grainseg predict")
+    assert main(["predict", str(EXAMPLE_IMAGE), "--model", "no_such_model", "--out", str(out), "--quiet"]) == 1
+    line = _one_error_line(capsys, "grainseg predict")
+    assert "'no_such_model' is not a folder, a pretrained id" in line and "grainseg/vmunet-aspp" in line
+    assert not out.exists()
+
+
+def test_python_api_names_bad_devices_folders_and_instance_parameters(tmp_path):
+    import numpy as np
+    import torch
+
+    from grainseg.data.io import read_image
+    from grainseg.grains import GrainReport
+    from grainseg.inference.predict import load_model, predict_proba
+
+    net = torch.nn.Conv2d(3, 1, 1)
+    image = np.zeros((16, 16), np.uint8)
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda or cuda:N, got 'tpu'"):
+        predict_proba(net, image, device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device cuda: CUDA is not available"):
+            predict_proba(net, image, device="cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        load_model(None, device="tpu")
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder, not an image file"):
+        read_image(tmp_path / "dir.png")
+    prob = np.full((16, 16), 0.9, np.float32)
+    with pytest.raises(ValueError, match="min_grain_area must be a non-negative int"):
+        GrainReport.from_probability(image, prob, min_grain_area=2.5)
+    with pytest.raises(ValueError, match="watershed applies to method 'threshold' only"):
+        GrainReport.from_probability(image, prob, watershed=True)
+    small = GrainReport.from_probability(image, prob, method="threshold", min_grain_area=10 ** 6)
+    assert any("smaller than min_grain_area" in w for w in small.warnings)
