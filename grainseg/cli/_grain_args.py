@@ -6,12 +6,13 @@ import argparse
 from typing import Any, Dict
 
 from grainseg.grains.instances import DEFAULT_INSTANCE_PARAMS, GRAIN_METHODS, check_instance_params
+from grainseg.grains.intercepts import DEFAULT_DIRECT_LINK
 
 __all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg", "add_rescale_arg", "rescale_value"]
 
 
 def add_instance_args(p: argparse.ArgumentParser) -> None:
-    """Add --method, --threshold, --core, --sigma, --min-core-frac, --min-grain-area, --watershed."""
+    """Add --method, --threshold, --core, --sigma, --min-core-frac, --min-grain-area, --watershed, --direct-link."""
     d = DEFAULT_INSTANCE_PARAMS
     g = p.add_argument_group("grain instances (see docs/analysis.md)")
     g.add_argument("--method", choices=GRAIN_METHODS, default=d["method"],
@@ -26,6 +27,10 @@ def add_instance_args(p: argparse.ArgumentParser) -> None:
                    help="merge (watershed) or drop (threshold) grains smaller than this")
     g.add_argument("--watershed", action="store_true",
                    help="threshold method only: split merged interiors by a distance-transform watershed")
+    g.add_argument("--direct-link", type=float, default=DEFAULT_DIRECT_LINK, metavar="P",
+                   help="direct E112 count: also cross the regions of probability < P that touch the predicted "
+                        "boundary (faint boundary continuations); P = --threshold counts the mask alone "
+                        f"(default: {DEFAULT_DIRECT_LINK})")
 
 
 def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
@@ -36,8 +41,12 @@ def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     except ValueError as err:
         name = str(err).split(" ", 1)[0]
         raise ValueError(f"--{name.replace('_', '-')}: {str(err).split(' ', 1)[1]}") from None
+    if not args.threshold <= args.direct_link < 1:
+        raise ValueError(f"--direct-link: must be a probability in [--threshold ({args.threshold:g}), 1), "
+                         f"got {args.direct_link}")
     return {"method": args.method, "threshold": args.threshold, "core": args.core, "sigma": args.sigma,
-            "min_core_frac": args.min_core_frac, "min_grain_area": args.min_grain_area, "watershed": args.watershed}
+            "min_core_frac": args.min_core_frac, "min_grain_area": args.min_grain_area, "watershed": args.watershed,
+            "direct_link": args.direct_link}
 
 
 def add_tta_arg(p: argparse.ArgumentParser) -> None:

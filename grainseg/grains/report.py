@@ -18,7 +18,8 @@ from grainseg._json import dumps
 from .astm import (DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, intercept, intervals_with_model_error,
                    model_error_rms, planimetric)
 from .instances import DEFAULT_INSTANCE_PARAMS, check_instance_params, segment_grains
-from .intercepts import anisotropy, e112_pattern, intercept_from_counts, pattern_intercepts
+from .intercepts import (DEFAULT_DIRECT_LINK, anisotropy, e112_pattern, intercept_from_counts, linked_boundary,
+                         pattern_intercepts)
 from .plots import pattern_overlay, size_distribution_png
 from .stats import grain_table, table_to_csv
 
@@ -78,6 +79,8 @@ class GrainReport:
     astm: Dict[str, Any] = field(default_factory=dict)
     instances: Dict[str, Any] = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    #: the boundary the direct E112 count and the pattern picture use (None: ``~mask``)
+    boundary: Optional[np.ndarray] = None
 
     @classmethod
     def from_probability(
@@ -96,13 +99,16 @@ class GrainReport:
         core: float = DEFAULT_INSTANCE_PARAMS["core"],
         sigma: float = DEFAULT_INSTANCE_PARAMS["sigma"],
         min_core_frac: float = DEFAULT_INSTANCE_PARAMS["min_core_frac"],
+        direct_link: float = DEFAULT_DIRECT_LINK,
     ) -> "GrainReport":
         """Grains from a grain-interior probability map, measured (the analysis after the model).
 
         ``method``, ``threshold``, ``core``, ``sigma``, ``min_core_frac``, ``min_grain_area``: see
         :func:`grainseg.grains.instances.segment_grains` (``watershed`` is that function's
         ``distance_watershed``, for the ``"threshold"`` method).  ``lines``: test lines per direction
-        of the Heyn count; ``fields``: sub-field grid of the planimetric CI.
+        of the Heyn count; ``fields``: sub-field grid of the planimetric CI.  ``direct_link``: the direct
+        E112 count also counts the regions of probability < ``direct_link`` that touch the thresholded
+        boundary (:func:`grainseg.grains.intercepts.linked_boundary`; ``threshold``: the mask alone).
         """
         prob = np.asarray(probability, dtype=np.float32)
         if prob.ndim != 2:
@@ -117,21 +123,27 @@ class GrainReport:
                   "distance_watershed": bool(watershed)}
         labels, grains = segment_grains(prob, **params)
         mask = prob > threshold
+        boundary = linked_boundary(prob, threshold, direct_link)
         report = cls.from_grains(image, prob, mask, labels, grains, scale=scale, lines=lines, fields=fields,
-                                 model=model, source=source, threshold=threshold)
-        report.instances = params
+                                 model=model, source=source, threshold=threshold, boundary=boundary)
+        report.instances = {**params, "direct_link": float(direct_link)}
         return report
 
     @classmethod
     def from_grains(cls, image: np.ndarray, probability: np.ndarray, mask: np.ndarray, labels: np.ndarray,
                     grains: np.ndarray, scale: Optional[float] = None, lines: int = DEFAULT_LINES,
                     fields: Sequence[int] = DEFAULT_FIELDS, model: Optional[Dict[str, Any]] = None,
-                    source: Optional[str] = None, threshold: float = 0.5) -> "GrainReport":
+                    source: Optional[str] = None, threshold: float = 0.5,
+                    boundary: Optional[np.ndarray] = None) -> "GrainReport":
         """Measure given grains: table, planimetric and Heyn G, E112-pattern counts, anisotropy, warnings.
 
         Also used for hand-drawn masks (``grainseg validate`` measures truth and prediction alike).
+        ``boundary``: what the direct E112 count and the anisotropy cross (default: ``~mask``).
         """
         mask = np.asarray(mask).astype(bool)
+        boundary = ~mask if boundary is None else np.asarray(boundary).astype(bool)
+        if boundary.shape != mask.shape:
+            raise ValueError(f"boundary {boundary.shape} and mask {mask.shape} sizes differ")
         table = grain_table(grains, labels, scale)
         warnings = []
         astm: Dict[str, Any] = {}
@@ -150,13 +162,13 @@ class GrainReport:
         except ValueError as err:
             warnings.append(str(err))
         else:
-            counts = pattern_intercepts(paths, boundary=~mask, grains=grains if grains.any() else None)
+            counts = pattern_intercepts(paths, boundary=boundary, grains=grains if grains.any() else None)
             astm["intercept_e112_direct"] = intercept_from_counts(
                 counts["direct"], counts["lengths_px"], scale, "direct boundary crossings on the E112 pattern")
             if "label" in counts:
                 astm["intercept_e112_label"] = intercept_from_counts(
                     counts["label"], counts["lengths_px"], scale, "grain label changes on the E112 pattern")
-            astm["anisotropy"] = anisotropy(~mask, scale=scale)
+            astm["anisotropy"] = anisotropy(boundary, scale=scale)
         if "intercept" in astm and astm["intercept"]["intersections"] < 50:
             warnings.append(f"only {astm['intercept']['intersections']} intersections on the Heyn test lines "
                             "(E112 asks for about 50 or more): G_intercept is imprecise")
@@ -168,7 +180,7 @@ class GrainReport:
         return cls(image=np.asarray(image), probability=np.asarray(probability, np.float32), mask=mask,
                    labels=np.asarray(labels, np.int32), grains=np.asarray(grains, np.int32), table=table,
                    scale=scale, threshold=float(threshold), model=dict(model or {}), source=source, astm=astm,
-                   warnings=warnings)
+                   warnings=warnings, boundary=boundary)
 
     # ------------------------------------------------------------------ views
     @property
@@ -312,7 +324,7 @@ class GrainReport:
 
     def pattern_overlay(self) -> np.ndarray:
         """uint8 RGB micrograph with the E112 test pattern (yellow) and its boundary crossings (red dots)."""
-        return pattern_overlay(_as_rgb_uint8(self.image), ~self.mask)
+        return pattern_overlay(_as_rgb_uint8(self.image), ~self.mask if self.boundary is None else self.boundary)
 
     def size_distribution_png(self) -> Optional[bytes]:
         """PNG of the equivalent-diameter histogram with a log-normal fit (None without matplotlib)."""

@@ -27,6 +27,7 @@ from torch import nn
 
 from grainseg.data.preprocessing import normalize_preprocessing, scaled_size
 from grainseg.devices import resolve_device
+from grainseg.grains.intercepts import DEFAULT_DIRECT_LINK
 from grainseg.grains.report import GrainReport
 
 from .rescale import DEFAULT_RESCALE, RESCALE_RANGE
@@ -254,6 +255,7 @@ def analyze(
     core: float = 0.8,
     sigma: float = 1.0,
     min_core_frac: float = 0.05,
+    direct_link: float = DEFAULT_DIRECT_LINK,
     device: Optional[Union[str, torch.device]] = None,
     overlap: float = 0.25,
     batch_size: int = 4,
@@ -270,7 +272,9 @@ def analyze(
     sizes are in pixels and G is None (the summary says why).  ``method``, ``threshold``, ``core``,
     ``sigma``, ``min_core_frac``, ``min_grain_area``, ``watershed``: how grains are found in the
     probability (:func:`grainseg.grains.instances.segment_grains`; the default floods the boundary
-    probability from high-probability cores, which closes boundary gaps).  ``progress``: as for
+    probability from high-probability cores, which closes boundary gaps).  ``direct_link``: the direct
+    E112 count also crosses the regions of probability below it that touch the thresholded boundary
+    (:func:`grainseg.grains.intercepts.linked_boundary`).  ``progress``: as for
     :func:`predict_proba`, and ``tta`` and ``rescale`` (recorded in the report's model record; ``"auto"``
     falls back to no rescaling, with a warning, for a model that does not record its training grain
     size).  ``model_info``: what the report records about the model (default: the ``info`` of
@@ -291,7 +295,8 @@ def analyze(
                                            device=device, amp=amp, progress=progress, tta=tta)
     report = GrainReport.from_probability(arr, prob, scale=None if scale is None else float(scale), threshold=threshold,
                                           min_grain_area=min_grain_area, watershed=watershed, method=method, core=core,
-                                          sigma=sigma, min_core_frac=min_core_frac, model=info, source=source)
+                                          sigma=sigma, min_core_frac=min_core_frac, direct_link=direct_link,
+                                          model=info, source=source)
     report.warnings.extend(notes)
     return report
 

@@ -137,3 +137,11 @@ def test_python_api_names_bad_devices_folders_and_instance_parameters(tmp_path):
         GrainReport.from_probability(image, prob, watershed=True)
     small = GrainReport.from_probability(image, prob, method="threshold", min_grain_area=10 ** 6)
     assert any("smaller than min_grain_area" in w for w in small.warnings)
+
+
+def test_direct_link_is_checked_against_the_threshold(tmp_path, capsys):
+    from grainseg.cli.predict import EXAMPLE_IMAGE
+
+    for bad in ("0.3", "1", "nan"):
+        assert main(["predict", str(EXAMPLE_IMAGE), "--direct-link", bad, "--out", str(tmp_path / "p"), "--quiet"]) == 2
+        assert "--direct-link: must be a probability in [--threshold (0.5), 1)" in _one_error_line(capsys, "grainseg predict")

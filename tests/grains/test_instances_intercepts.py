@@ -273,3 +273,32 @@ def test_report_says_which_count_g_uses_and_warns_on_no_grains():
     assert any("one grain" in w for w in one.summary["warnings"])
     tiny = GrainReport.from_probability(np.zeros((6, 6), np.uint8), np.ones((6, 6), np.float32), scale=1.0)
     assert any("too small" in w for w in tiny.summary["warnings"])
+
+
+def test_linked_boundary_counts_a_boundary_the_model_half_saw():
+    """A vertical boundary whose probability dips only to 0.6 over its middle: on the thresholded mask the
+    horizontal line through the middle crosses nothing there; linked at 0.7 (hysteresis from the parts
+    below 0.5) it crosses the boundary, and a binary (drawn) map is unchanged by the link."""
+    from grainseg.grains.intercepts import linked_boundary
+
+    prob = np.full((60, 60), 0.95, np.float32)
+    prob[:, 29:31] = 0.1      # a boundary ...
+    prob[20:40, 29:31] = 0.6  # ... that the model saw only faintly in the middle
+    prob[10, 5:8] = 0.65      # a faint speck that touches no boundary stays grain
+    line = (np.full(120, 30.0), np.arange(0, 60, 0.5), False)
+    assert count_boundary_runs(prob <= 0.5, line) == 0
+    linked = linked_boundary(prob, 0.5, 0.7)
+    assert count_boundary_runs(linked, line) == 1 and not linked[10, 5:8].any()
+    assert np.array_equal(linked_boundary(prob, 0.5, 0.5), prob <= 0.5)  # link = threshold: the mask alone
+    drawn = (prob > 0.5).astype(np.float32)
+    assert np.array_equal(linked_boundary(drawn, 0.5, 0.9), drawn <= 0.5)
+    for bad in (0.4, 1.0, float("nan"), "0.7"):
+        with pytest.raises(ValueError, match="direct_link must be a probability"):
+            linked_boundary(prob, 0.5, bad)
+    # the report's direct count uses it and records the level; the label-based counts do not change
+    image = (prob * 255).astype(np.uint8)
+    r = GrainReport.from_probability(image, prob, scale=1.0, method="threshold")
+    plain = GrainReport.from_probability(image, prob, scale=1.0, method="threshold", direct_link=0.5)
+    assert r.instances["direct_link"] == 0.7 and plain.instances["direct_link"] == 0.5
+    assert r.astm["intercept_e112_direct"]["intersections"] > plain.astm["intercept_e112_direct"]["intersections"]
+    assert np.array_equal(r.grains, plain.grains)  # the grains (and so the label-based counts) do not change
