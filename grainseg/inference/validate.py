@@ -264,12 +264,14 @@ def to_csv(rows: List[Dict[str, Any]]) -> str:
 
 def format_validation(result: Dict[str, Any]) -> str:
     """A plain-text table: per image, then the summary."""
-    head = f"{'image':<14} {'Dice':>7} {'BF1':>6} {'ARE':>6} {'grains p/t':>11} {'dG plan':>8} {'dG int':>8}"
+    head = (f"{'image':<14} {'Dice':>7} {'BF1':>6} {'ARE':>6} {'grains p/t':>11} {'dG plan':>8} {'dG int':>8} "
+            f"{'dG dir':>8}")
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         lines.append(f"{r['image']:<14} {r['dice']:7.4f} {r['boundary_f1']:6.3f} "
                      f"{_fmt(r.get('adapted_rand_error'), '6.3f'):>6} {r['grains_pred']:>5}/{r['grains_true']:<5} "
-                     f"{_fmt(r['dG_planimetric']):>8} {_fmt(r['dG_intercept']):>8}"
+                     f"{_fmt(r['dG_planimetric']):>8} {_fmt(r['dG_intercept']):>8} "
+                     f"{_fmt(r.get('dG_intercept_direct_e112')):>8}"
                      + ("" if r.get("rescale", 1.0) == 1.0 else f"  (fed at x{r['rescale']:.2f})"))
     s = result["summary"]
     lines.append("-" * len(head))
@@ -277,7 +279,9 @@ def format_validation(result: Dict[str, Any]) -> str:
                  f"{_fmt(s['mean_boundary_f1'], '.3f')}, adapted Rand error {_fmt(s['mean_adapted_rand_error'], '.3f')}")
     lines.append(f"mean |dG| planimetric {_fmt(s['mean_abs_dG_planimetric'], '.3f')} (bias "
                  f"{_fmt(s['bias_dG_planimetric'])}), intercept {_fmt(s['mean_abs_dG_intercept'], '.3f')} (bias "
-                 f"{_fmt(s['bias_dG_intercept'])}); grains predicted / true {s['grains_pred']} / {s['grains_true']}")
+                 f"{_fmt(s['bias_dG_intercept'])}), direct E112 count {_fmt(s['mean_abs_dG_intercept_direct_e112'], '.3f')} "
+                 f"(bias {_fmt(s['bias_dG_intercept_direct_e112'])}); grains predicted / true {s['grains_pred']} / "
+                 f"{s['grains_true']}")
     cover = []
     for key in MODEL_ERROR_METHODS:
         base, wide = s.get(f"true_in_ci95_{key}"), s.get(f"true_in_ci95_with_model_error_{key}")

@@ -159,6 +159,7 @@ def test_validate_cli_with_the_embedded_model_writes_json_csv_panels(tiled, tmp_
                  "--quiet"]) == 0
     text = capsys.readouterr().out
     assert "mean |dG| planimetric" in text and "RG2" in text
+    assert "dG dir" in text and "direct E112 count" in text  # the third count, per image and in the summary
     rec = json.loads((out / "validation.json").read_text())
     assert rec["model"]["id"] == "grainseg/vmunet-aspp-small-exone316l" and rec["split"] == "grouped"
     assert rec["instances"]["method"] == "watershed" and (out / "RG2_panel.png").is_file()
