@@ -94,11 +94,11 @@ def main(argv: Optional[List[str]] = None, *, catch_errors: Optional[bool] = Non
 
         try:
             return int(args.func(args) or 0)
-        except (*USER_ERRORS, StateDictMismatchError, FloatingPointError) as err:
+        except (*USER_ERRORS, StateDictMismatchError, FloatingPointError, ConnectionError) as err:
             if not catch:
                 raise
             print(f"{prog}: error: {err}", file=sys.stderr)
-            return 1 if isinstance(err, FloatingPointError) else 2
+            return 1 if isinstance(err, (FloatingPointError, ConnectionError)) else 2  # 1: it failed, 2: usage
         except KeyboardInterrupt:
             if not catch:
                 raise

@@ -85,11 +85,16 @@ def push_folder(folder: Path, repo_id: str, *, revision: Optional[str] = None, m
     except ImportError:
         raise ImportError("grainseg hub push needs huggingface_hub: pip install huggingface-hub") from None
     api = HfApi(token=token)
-    if create:
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    result = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
-                               allow_patterns=list(info["files"]), create_pr=create_pr,
-                               commit_message=message or f"grainseg: upload {info['architecture']}")
+    try:
+        if create:
+            api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        result = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=revision,
+                                   allow_patterns=list(info["files"]), create_pr=create_pr,
+                                   commit_message=message or f"grainseg: upload {info['architecture']}")
+    except Exception as exc:  # no network, offline mode, no token, no rights, Hub errors: one line, nothing changed
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConnectionError(f"could not upload {folder} to the Hub repository {repo_id}: {first} "
+                              f"({type(exc).__name__}; check the network, HF_HUB_OFFLINE and --token)") from None
     commit = getattr(result, "oid", None)
     url = getattr(result, "commit_url", None) or str(result)
     return {**info, "repo_id": repo_id, "commit": commit, "url": url}

@@ -37,6 +37,8 @@ PathLike = Union[str, Path]
 def detect_layout(root: PathLike) -> str:
     """``"exone"`` when ``root`` has RG/ and RGMask/, ``"folders"`` when it has images/ and masks/."""
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"data directory {root} is a file; expected a folder with RG/ + RGMask/ or images/ + masks/")
     if not root.is_dir():
         raise FileNotFoundError(f"data directory {root} does not exist")
     if (root / "RG").is_dir() and (root / "RGMask").is_dir():
@@ -105,6 +107,8 @@ def find_pairs(root: PathLike, layout: str = "auto") -> Dict[str, Tuple[Path, Pa
 def load_splits(path: PathLike) -> Dict[str, Dict[str, List[str]]]:
     """Read a splits.json: {split name: {"train"|"val"|"test": [image names]}} (other keys are ignored)."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"splits file {path} is a folder; expected a splits.json file")
     if not path.is_file():
         raise FileNotFoundError(f"splits file {path} does not exist")
     try:

@@ -363,6 +363,8 @@ class SegmentationModel(
         """
         from grainseg._atomic import atomic_directory
 
+        if not isinstance(save_directory, (str, Path)) or not str(save_directory):
+            raise ValueError(f"save_directory must be a folder path, got {save_directory!r}")
         save_directory = Path(save_directory)
         check_can_save(save_directory, overwrite)
         if metrics is not None and not isinstance(metrics, Mapping):
@@ -441,8 +443,15 @@ class SegmentationModel(
         :func:`grainseg.models.loading.resolve_pretrained`).  On ``SegmentationModel`` itself (this is
         ``grainseg.from_pretrained``) the class comes from config.json's ``architecture``; on a subclass
         the saved architecture must be that class.  ``model_kwargs`` override config values.  Only
-        safetensors are read; loading is strict by default.  Returns the model in eval mode.
+        safetensors are read; loading is strict by default.  ``map_location`` (or ``device``): where the
+        weights go, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.  Returns the model in eval mode.
         """
+        if "device" in model_kwargs:  # the name users reach for: the same as map_location
+            map_location = model_kwargs.pop("device")
+        if isinstance(map_location, (str, torch.device)):
+            from grainseg.devices import resolve_device
+
+            map_location = resolve_device(map_location, option="map_location")
         config_path, weights_path = resolve_pretrained(
             pretrained_model_name_or_path,
             revision=revision,

@@ -171,8 +171,10 @@ class TrainConfig:
             raise ValueError("augment_extra needs augment=True (drop --no-augment)")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if self.weight_decay < 0 or self.min_delta < 0:
-            raise ValueError("weight_decay and min_delta must be >= 0")
+        for name in ("weight_decay", "min_delta"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs < self.epochs):
@@ -183,8 +185,15 @@ class TrainConfig:
             raise ValueError(f"amp must be 'auto', 'on' or 'off', got {self.amp!r}")
         for name in ("crop_size", "input_size"):
             v = getattr(self, name)
-            if v is not None and (len(v) != 2 or any(int(s) < 1 for s in v)):
-                raise ValueError(f"{name} must be [height, width] positive ints, got {v!r}")
+            if isinstance(v, int) and not isinstance(v, bool):
+                v = [v, v]  # one side: a square, as the CLI reads "64"
+                setattr(self, name, v)
+            if v is not None and (not isinstance(v, (list, tuple)) or len(v) != 2
+                                  or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)):
+                raise ValueError(f"{name} must be [height, width] positive ints (or one int for a square), got {v!r}")
+        if not isinstance(self.model_kwargs, dict):
+            raise ValueError(f"model_kwargs must be a dict of model arguments, got {type(self.model_kwargs).__name__} "
+                             f"{self.model_kwargs!r}")
         if not self.data or not self.out:
             raise ValueError("data and out directories are required")
 
@@ -293,7 +302,18 @@ def _batch_dice_iou(logits: Tensor, target: Tensor) -> tuple:
     return float(dice.sum()), float(iou.sum())
 
 
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (symlinks resolved)."""
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+        return True
+    except ValueError:
+        return False
+
+
 def _check_out_dir(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file; expected a run directory (new, or a run to --resume)")
     ours = [out / CHECKPOINT_NAME, out / METRICS_NAME, out / BEST_DIR]
     if resume:
         if not (out / CHECKPOINT_NAME).is_file():
@@ -304,6 +324,18 @@ def _check_out_dir(out: Path, resume: bool) -> None:
         raise FileExistsError(
             f"{out} already holds a run ({', '.join(existing)}); pass --resume to continue it or choose a new --out"
         )
+
+
+def _load_checkpoint(path: Path) -> Dict[str, Any]:
+    """The run's checkpoint, or a ValueError naming it when it cannot be read (truncated, not a checkpoint)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError (zip), EOFError, ...
+        raise ValueError(f"--resume: {path} is not a readable checkpoint ({type(err).__name__}); it may be "
+                         "truncated or not a grainseg checkpoint: start a new --out") from None
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "loop"} <= set(ckpt):
+        raise ValueError(f"--resume: {path} is not a grainseg training checkpoint (no model / optimizer / loop state)")
+    return ckpt
 
 
 def _build_model(cfg: TrainConfig, model: Optional[nn.Module]) -> tuple:
@@ -327,7 +359,8 @@ def _resolve_split(cfg: TrainConfig) -> Dict[str, Any]:
     if split == "auto":
         sfile = Path(cfg.splits_file) if cfg.splits_file is not None else Path(cfg.data) / "splits.json"
         if cfg.splits_file is not None and not sfile.is_file():
-            raise FileNotFoundError(f"splits file {sfile} does not exist")
+            raise (IsADirectoryError(f"splits file {sfile} is a folder; expected a splits.json file") if sfile.is_dir()
+                   else FileNotFoundError(f"splits file {sfile} does not exist"))
         if sfile.is_file():
             from grainseg.data.datasets import load_splits
 
@@ -390,7 +423,8 @@ def _check_inputs(cfg: TrainConfig, ds: SegmentationDataset, prep: Dict[str, Any
     size = prep.get("input_size")
     if cfg.crop_size is not None and size is not None and (cfg.crop_size[0] > size[0] or cfg.crop_size[1] > size[1]):
         raise ValueError(f"crop size {cfg.crop_size[0]}x{cfg.crop_size[1]} is larger than the network input "
-                         f"{size[0]}x{size[1]} the images are resized to; choose a smaller --crop-size")
+                         f"{size[0]}x{size[1]} the images are resized to; choose a smaller --crop-size (finetune "
+                         "crops 128x128 unless told otherwise)")
     if len(ds) == 0 or not hasattr(ds, "image_path"):
         return
     from grainseg.data.io import read_image
@@ -434,8 +468,14 @@ def train(config: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, A
     keep_freed_memory()  # glibc: reuse freed activations instead of page-faulting fresh ones every step
     info = dist_utils.init_distributed("cuda" if cfg.device.startswith("cuda") or
                                        (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    out = Path(cfg.out)
+    created = not out.exists()
     try:
         return _train(cfg, model, info)
+    except BaseException:
+        if created and info.is_main and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
+        raise
     finally:
         dist_utils.cleanup(info)
 
@@ -469,6 +509,9 @@ def _warn_suspicious_masks(subset: str, ds: SegmentationDataset, warn: bool) -> 
 def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistInfo) -> Dict[str, Any]:
     device = _device(cfg.device, info)
     out = Path(cfg.out)
+    if cfg.init is not None and Path(cfg.init).is_dir() and _within(out, Path(cfg.init)):
+        raise ValueError(f"--out {out} is the --init model folder {cfg.init} or inside it: a run must not write into the "
+                         "model it starts from; choose another --out")
     if info.is_main:
         _check_out_dir(out, cfg.resume)
         out.mkdir(parents=True, exist_ok=True)
@@ -487,6 +530,9 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     elif cfg.model is None:
         cfg = dataclasses.replace(cfg, model=getattr(model, "model_name", None) or "vmunet_aspp")
     base = model
+    if int(getattr(base, "num_classes", 1) or 1) != 1:
+        raise ValueError(f"the trainer trains one output channel (grain interior probability), but the model has "
+                         f"num_classes={base.num_classes}; drop num_classes from --model-kwargs")
     prep = dict(getattr(base, "preprocessing", {}) or {})
     if cfg.input_size is not None:
         prep["input_size"] = [int(s) for s in cfg.input_size]
@@ -526,7 +572,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     use_amp, amp_dtype = amp_setting(cfg.amp, device)
     criterion = build_loss(cfg.loss)
     fused = cfg.fused_adam
-    ckpt = torch.load(out / CHECKPOINT_NAME, map_location="cpu", weights_only=True) if cfg.resume else None
+    ckpt = _load_checkpoint(out / CHECKPOINT_NAME) if cfg.resume else None
     if ckpt is not None:  # a checkpoint that predates the fused_adam field was made with the loop: keep it
         if "fused_adam" not in (ckpt.get("config") or {}) and fused:
             say(f"note: {out / CHECKPOINT_NAME} predates fused Adam; resuming with the per-parameter Adam it "
@@ -561,6 +607,9 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
         if scaler.is_enabled() and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
         state.update(ckpt["loop"])
+        if cfg.epochs < state["epoch"]:
+            raise ValueError(f"--resume: {out / CHECKPOINT_NAME} has already run {state['epoch']} epochs; --epochs "
+                             f"{cfg.epochs} would train nothing: give --epochs above {state['epoch']} to continue")
         state["stopped_reason"] = None
         state["resumes"] = list(state.get("resumes") or []) + [
             {"epoch": state["epoch"], "step_in_epoch": state["step_in_epoch"], "changed": changed}]

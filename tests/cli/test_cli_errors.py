@@ -137,6 +137,22 @@ def test_python_api_names_bad_devices_folders_and_instance_parameters(tmp_path):
         GrainReport.from_probability(image, prob, watershed=True)
     small = GrainReport.from_probability(image, prob, method="threshold", min_grain_area=10 ** 6)
     assert any("smaller than min_grain_area" in w for w in small.warnings)
+    import grainseg
+
+    for kw in ({"device": "foo"}, {"map_location": "foo"}):
+        with pytest.raises(ValueError, match="map_location must be auto, cpu, cuda or cuda:N, got 'foo'"):
+            grainseg.from_pretrained("grainseg/vmunet-aspp-small-exone316l", **kw)
+    assert next(grainseg.from_pretrained("grainseg/vmunet-aspp-small-exone316l", device="cpu").parameters()).is_cpu
+    net2 = grainseg.create_model("unet", base_channels=4)
+    with pytest.raises(ValueError, match="save_directory must be a folder path, got None"):
+        net2.save_pretrained(None)
+    from grainseg.data.datasets import detect_layout, load_splits
+
+    with pytest.raises(IsADirectoryError, match="is a folder; expected a splits.json file"):
+        load_splits(tmp_path)
+    (tmp_path / "f.json").write_text("{}")
+    with pytest.raises(NotADirectoryError, match="is a file; expected a folder"):
+        detect_layout(tmp_path / "f.json")
 
 
 def test_direct_link_is_checked_against_the_threshold(tmp_path, capsys):

@@ -105,3 +105,18 @@ def test_folder_that_does_not_load_is_refused(saved, fake_hub):
 def test_program_exit_code_for_a_user_error(tmp_path, fake_hub, capsys):
     assert main(["hub", "push", str(tmp_path), "lab/grains"], catch_errors=True) == 2
     assert "lacks config.json" in capsys.readouterr().err
+
+
+def test_a_hub_failure_is_one_line_and_exit_1(saved, monkeypatch, capsys):
+    """No network, offline mode or a refused token: the Hub library raises; the command says so in one line."""
+    import huggingface_hub
+
+    class Offline(FakeApi):
+        def create_repo(self, repo_id, **kw):
+            raise OSError("Name or service not known\nsecond line of a long message")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Offline)
+    assert main(["hub", "push", str(saved), "lab/grains"], catch_errors=True) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "could not upload" in err and "lab/grains" in err and "Name or service not known (OSError" in err

@@ -202,3 +202,54 @@ def test_interrupted_checkpoint_write_leaves_the_old_file_and_no_temporary(tmp_p
         trainer_mod._atomic_save({"a": torch.ones(2)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.zeros(2))
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_bad_runs_are_refused_with_clear_errors_and_leave_nothing_behind(tiny_data, tmp_path):
+    """From an audit of the trainer: each of these was a traceback, a silent no-op or an empty folder."""
+    # a model with several output channels: the trainer trains one (was a shape error deep in the loop)
+    out = tmp_path / "multi"
+    with pytest.raises(ValueError, match="one output channel .* num_classes=3"):
+        train(_cfg(tiny_data, out), model=_seeded(num_classes=3))
+    assert not out.exists()  # the run failed before writing anything: no empty folder is left
+    # --out naming a file
+    (tmp_path / "notes.txt").write_text("keep me")
+    with pytest.raises(NotADirectoryError, match="is a file; expected a run directory"):
+        train(_cfg(tiny_data, tmp_path / "notes.txt"), model=_seeded())
+    assert (tmp_path / "notes.txt").read_text() == "keep me"
+    # a run of 1 epoch, resumed with a corrupt checkpoint, or with fewer epochs than it has run
+    run = tmp_path / "run"
+    train(_cfg(tiny_data, run), model=_seeded())
+    with pytest.raises(ValueError, match="has already run 1 epochs; --epochs 0|epochs must be an int >= 1"):
+        train(_cfg(tiny_data, run, epochs=0, resume=True), model=_seeded())
+    broken = tmp_path / "broken"
+    shutil.copytree(run, broken)
+    (broken / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="checkpoint.pt is not a readable checkpoint"):
+        train(_cfg(tiny_data, broken, epochs=2, resume=True), model=_seeded())
+    # sizes given as one int are squares; a model_kwargs string is refused by name
+    cfg = _cfg(tiny_data, tmp_path / "x", input_size=32, crop_size=16)
+    cfg.validate()
+    assert cfg.input_size == [32, 32] and cfg.crop_size == [16, 16]
+    with pytest.raises(ValueError, match="model_kwargs must be a dict"):
+        _cfg(tiny_data, tmp_path / "y", model_kwargs='{"base_channels": 4}').validate()
+    with pytest.raises(ValueError, match="weight_decay must be a number >= 0, got -1"):
+        _cfg(tiny_data, tmp_path / "z", weight_decay=-1).validate()
+
+
+def test_resume_with_fewer_epochs_than_done_is_refused(tiny_data, tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(tiny_data, run, epochs=2), model=_seeded())
+    before = (run / "metrics.json").read_bytes()
+    with pytest.raises(ValueError, match="has already run 2 epochs; --epochs 1 would train nothing"):
+        train(_cfg(tiny_data, run, epochs=1, resume=True), model=_seeded())
+    assert (run / "metrics.json").read_bytes() == before
+
+
+def test_out_inside_the_init_model_folder_is_refused(tiny_data, tmp_path):
+    init = tmp_path / "init"
+    _seeded().save_pretrained(init)
+    files = sorted(p.name for p in init.iterdir())
+    for out in (init, init / "run"):
+        with pytest.raises(ValueError, match="is the --init model folder .* or inside it"):
+            train(_cfg(tiny_data, out, init=str(init), model=None))
+    assert sorted(p.name for p in init.iterdir()) == files
