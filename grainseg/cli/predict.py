@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from grainseg._paths import is_within
 from grainseg.cli._grain_args import add_instance_args, add_rescale_arg, add_tta_arg, instance_kwargs, rescale_value
 
 __all__ = ["add_parser", "run", "EXAMPLE_IMAGE", "collect_inputs"]
@@ -73,14 +74,6 @@ def _looks_like_output(f: Path, stems: set) -> bool:
     return any(name.endswith(sfx) and name[: -len(sfx)] in stems for sfx in OUTPUT_SUFFIXES.values())
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
-        return True
-    except ValueError:
-        return False
-
-
 def collect_inputs(paths: List[str], recursive: bool = False,
                    out: Optional[Path] = None) -> Tuple[List[Path], List[str], List[str]]:
     """(image files, error lines, note lines): folders expand to their image files; other paths are kept
@@ -111,11 +104,11 @@ def collect_inputs(paths: List[str], recursive: bool = False,
         if path.is_dir():
             found = sorted(f for f in (path.rglob("*") if recursive else path.iterdir())
                            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            skip_out = out is not None and _inside(out, path) and not _inside(path, out)
+            skip_out = out is not None and is_within(out, path) and not is_within(path, out)
             stems_by_dir: Dict[Path, set] = {}
             for f in found:
                 stems_by_dir.setdefault(f.parent, set()).add(f.stem.lower())
-            kept = [f for f in found if not (skip_out and _inside(f, out))
+            kept = [f for f in found if not (skip_out and is_within(f, out))
                     and not _looks_like_output(f, stems_by_dir[f.parent])]
             if len(kept) < len(found):
                 notes.append(f"{path}: left out {len(found) - len(kept)} file(s) that look like grainseg outputs "

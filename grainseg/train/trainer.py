@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader
 
 from grainseg._allocator import keep_freed_memory
 from grainseg._json import dumps
+from grainseg._paths import is_within
 from grainseg.data.datasets import SegmentationDataset
 from grainseg.data.transforms import PairedAugment
 from grainseg.train import distributed as dist_utils
@@ -302,15 +303,6 @@ def _batch_dice_iou(logits: Tensor, target: Tensor) -> tuple:
     return float(dice.sum()), float(iou.sum())
 
 
-def _within(path: Path, folder: Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies inside it (symlinks resolved)."""
-    try:
-        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
-        return True
-    except ValueError:
-        return False
-
-
 def _check_out_dir(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file; expected a run directory (new, or a run to --resume)")
@@ -509,7 +501,7 @@ def _warn_suspicious_masks(subset: str, ds: SegmentationDataset, warn: bool) -> 
 def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistInfo) -> Dict[str, Any]:
     device = _device(cfg.device, info)
     out = Path(cfg.out)
-    if cfg.init is not None and Path(cfg.init).is_dir() and _within(out, Path(cfg.init)):
+    if cfg.init is not None and Path(cfg.init).is_dir() and is_within(out, cfg.init):
         raise ValueError(f"--out {out} is the --init model folder {cfg.init} or inside it: a run must not write into the "
                          "model it starts from; choose another --out")
     if info.is_main:
