@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .io import IMAGE_EXTENSIONS, check_mask_threshold, read_image, read_mask
+from .io import IMAGE_EXTENSIONS, check_mask_threshold, mask_from_array, read_image, read_mask
 from .preprocessing import normalize_preprocessing
 from .transforms import PairedAugment, image_to_input, mask_to_target
 
@@ -274,12 +274,19 @@ class SegmentationDataset(PreprocessedItems, Dataset):
         images whose mask has no grain-interior pixel (``"empty"``), no boundary pixel (``"full"``) and
         more boundary than grain (``"inverted"``: over :data:`INVERTED_BOUNDARY_FRACTION` of the pixels
         boundary, not empty; grain boundaries are a thin network, so such a mask is most likely read
-        with the wrong ``polarity``), and ``"boundary_fraction"``: {name: boundary fraction} of those.
+        with the wrong ``polarity``), ``"boundary_fraction"``: {name: boundary fraction} of those, and
+        ``"colour"``: masks whose colour channels differ (they are averaged to grey before the threshold).
         """
-        found: Dict[str, Any] = {"empty": [], "full": [], "inverted": [], "boundary_fraction": {}}
+        found: Dict[str, Any] = {"empty": [], "full": [], "inverted": [], "boundary_fraction": {}, "colour": []}
         for name in self.names:
             img_path, mask_path = self.pairs[name]
-            mask = read_mask(mask_path, threshold=self.threshold, polarity=self.polarity)
+            raw = read_image(mask_path)
+            if raw.ndim == 3:  # channels apart by over 1/8 of the range (not JPEG rounding): colour-coded
+                spread = raw.astype(np.float32).max(-1) - raw.astype(np.float32).min(-1)
+                full = 65535.0 if raw.dtype == np.uint16 else (1.0 if raw.dtype.kind == "f" else 255.0)
+                if float(spread.max()) > full / 8:
+                    found["colour"].append(name)  # averaged to grey: it may not mean what it shows
+            mask = mask_from_array(raw, threshold=self.threshold, polarity=self.polarity)
             h, w = image_size(img_path)
             if (h, w) != mask.shape:
                 raise ValueError(f"mask {mask_path} is {mask.shape[1]}x{mask.shape[0]} but image {img_path} is "

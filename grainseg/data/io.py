@@ -237,8 +237,12 @@ def read_mask(path: PathLike, threshold: float = 127, polarity: str = "grain") -
     [0, 1] at ``threshold / 255``.  A mask holding only the values 0 and 1 (a label image, not a
     black-and-white picture) reads 1 as bright.
     """
+    return mask_from_array(read_image(path), threshold=threshold, polarity=polarity)
+
+
+def mask_from_array(mask: np.ndarray, threshold: float = 127, polarity: str = "grain") -> np.ndarray:
+    """:func:`read_mask` of an array as :func:`read_image` returns it (the file's own depth and dtype)."""
     threshold = check_mask_threshold(threshold)
-    mask = read_image(path)
     top = float(mask.max()) if mask.size else 0.0
     if mask.dtype == np.uint16:
         threshold *= 257.0

@@ -488,6 +488,13 @@ def _warn_suspicious_masks(subset: str, ds: SegmentationDataset, warn: bool) -> 
             f"{'grain' if ds.polarity == 'grain' else 'boundary'}; check --polarity "
             f"({'boundary' if ds.polarity == 'grain' else 'grain'} if your masks draw the "
             f"{'boundaries' if ds.polarity == 'grain' else 'grains'} bright)", UserWarning, stacklevel=3)
+    colour = found.get("colour") or []
+    if colour:
+        warnings.warn(
+            f"{len(colour)} of {len(ds)} {subset} masks are colour images whose channels differ (e.g. "
+            f"{ds.mask_path(ds.names.index(colour[0]))}): they are averaged to grey before the threshold "
+            f"{ds.threshold}, so a colour-coded mask may not mean what it shows; save masks as grey or black and "
+            "white", UserWarning, stacklevel=3)
     for kind, what in (("empty", "no grain-interior pixel"), ("full", "no boundary pixel")):
         names = found[kind]
         if names:

@@ -253,3 +253,17 @@ def test_out_inside_the_init_model_folder_is_refused(tiny_data, tmp_path):
         with pytest.raises(ValueError, match="is the --init model folder .* or inside it"):
             train(_cfg(tiny_data, out, init=str(init), model=None))
     assert sorted(p.name for p in init.iterdir()) == files
+
+
+def test_colour_coded_masks_are_warned_about(tiny_data, tmp_path):
+    """A mask whose colour channels differ is averaged to grey: pure red grains (mean 85) fall below 127."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    for mask in sorted((data / "RGMask").iterdir())[:2]:
+        grey = np.asarray(Image.open(mask).convert("L"))
+        rgb = np.zeros((*grey.shape, 3), np.uint8)
+        rgb[..., 0] = np.where(grey > 127, 255, 0)  # grains drawn red on black
+        Image.fromarray(rgb).save(mask.with_suffix(".png"))
+        mask.unlink()
+    with pytest.warns(UserWarning, match=r"2 of 4 training masks are colour images whose channels differ"):
+        train(_cfg(data, tmp_path / "run"), model=_seeded())
