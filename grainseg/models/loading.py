@@ -66,6 +66,39 @@ def hub_offline(local_files_only: bool = False) -> bool:
     return local_files_only or os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
 
 
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_unresolvable(timeout: float = 3.0) -> Optional[str]:
+    """The Hub's host name when it does not resolve here (no network: say so at once, use the cache), else None.
+
+    huggingface_hub retries a failed connection for about 20 s before it gives up.  A failed DNS lookup
+    says the same in milliseconds.  Behind a proxy (the ``*_PROXY`` variables) the proxy resolves names,
+    and a lookup slower than ``timeout`` proves nothing: both count as reachable.
+    """
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname
+    if not host:
+        return None
+    failed: list = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError:
+            failed.append(True)
+
+    t = threading.Thread(target=lookup, daemon=True)
+    t.start()
+    t.join(timeout)
+    return host if failed else None
+
+
 def _default_cache_dir() -> Optional[str]:
     if os.environ.get("HF_HUB_CACHE"):
         return os.environ["HF_HUB_CACHE"]
@@ -159,6 +192,9 @@ def _hub_files(
     from huggingface_hub.errors import HFValidationError
 
     offline = hub_offline(local_files_only)
+    unresolved = None if offline or force_download else hub_unresolvable()
+    if unresolved:  # no network: the cache answers (as huggingface_hub would, 20 s later) or the error does
+        offline = True
     cache_dir = cache_dir if cache_dir is not None else _default_cache_dir()
     files = []
     for filename in (CONFIG_NAME, WEIGHTS_NAME):
@@ -180,8 +216,10 @@ def _hub_files(
             raise ValueError(f"{repo_id!r} is neither a local directory nor a valid Hub repo id: {err}") from None
         except Exception as err:  # offline miss, unknown repo, network failure: one helpful message
             where = f"the Hugging Face cache ({cache_dir or 'default location'})"
+            why = (f"There is no network ({unresolved} does not resolve)" if unresolved else
+                   "You are offline (HF_HUB_OFFLINE=1 or local_files_only=True)")
             how = (
-                "You are offline (HF_HUB_OFFLINE=1 or local_files_only=True) and it is not in "
+                f"{why} and it is not in "
                 f"{where}. Get the weights once with network access, e.g. "
                 f"`huggingface-cli download {repo_id}` or `grainseg.from_pretrained({repo_id!r})`, "
                 "or pass a local directory saved with model.save_pretrained()."

@@ -198,3 +198,40 @@ def test_config_with_unknown_keys_is_rejected(saved):
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="bogus"):
         from_pretrained(folder)
+
+
+def test_no_network_uses_the_cache_at_once_and_fails_fast_without_it(saved, tmp_path, monkeypatch):
+    """Without HF_HUB_OFFLINE: when the Hub's host does not resolve, the cache answers at once (no 20 s of
+    retries), and a repo not in it is a clear 'no network' error; behind a proxy the lookup is not trusted."""
+    import socket
+    import time
+
+    import huggingface_hub
+
+    import grainseg.models.loading as loading
+
+    def no_dns(*args, **kwargs):
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    for var in loading._PROXY_VARS + ("HF_HUB_OFFLINE", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    assert loading.hub_unresolvable() == "huggingface.co"
+    model, folder = saved
+    cache = tmp_path / "hf-cache"
+    _fake_hub_cache(cache, "someone/tiny-vmunet-aspp", folder)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    real = huggingface_hub.hf_hub_download
+
+    def only_local(*args, **kwargs):
+        assert kwargs.get("local_files_only") is True  # never a network attempt once the name did not resolve
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", only_local)
+    t = time.perf_counter()
+    assert _same_outputs(model, from_pretrained("someone/tiny-vmunet-aspp"))
+    with pytest.raises(PretrainedNotFoundError, match=r"no network \(huggingface.co does not resolve\)"):
+        from_pretrained("nobody/absent")
+    assert time.perf_counter() - t < 10
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert loading.hub_unresolvable() is None
