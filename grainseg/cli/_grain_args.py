@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from grainseg.grains.instances import DEFAULT_INSTANCE_PARAMS, GRAIN_METHODS, check_instance_params
 from grainseg.grains.intercepts import DEFAULT_DIRECT_LINK
 
-__all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg", "add_rescale_arg", "rescale_value"]
+__all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg", "add_rescale_arg", "rescale_value",
+           "subset_of_split"]
 
 
 def add_instance_args(p: argparse.ArgumentParser) -> None:
@@ -47,6 +48,14 @@ def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     return {"method": args.method, "threshold": args.threshold, "core": args.core, "sigma": args.sigma,
             "min_core_frac": args.min_core_frac, "min_grain_area": args.min_grain_area, "watershed": args.watershed,
             "direct_link": args.direct_link}
+
+
+def subset_of_split(subset: Optional[str], split: Optional[str], verb: str) -> str:
+    """--subset as used (default "test"); ValueError when it is given without a --split, which would drop it."""
+    if subset is not None and split is None:
+        raise ValueError(f"--subset {subset} needs --split (a split of DATA/splits.json); without one every image "
+                         f"is {verb}")
+    return subset or "test"
 
 
 def add_tta_arg(p: argparse.ArgumentParser) -> None:

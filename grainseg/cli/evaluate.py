@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from grainseg._json import dumps
-from grainseg.cli._grain_args import add_tta_arg
+from grainseg.cli._grain_args import add_tta_arg, subset_of_split
 
 
 def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
@@ -66,10 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from grainseg.train.evaluation import evaluate_model, format_table
 
     split = None if str(args.split).lower() == "none" else args.split
-    if args.subset is not None and split is None:
-        raise ValueError(f"--subset {args.subset} needs --split (a split of DATA/splits.json); without one every image "
-                         "is evaluated")
-    args.subset = args.subset or "test"
+    args.subset = subset_of_split(args.subset, split, "evaluated")
     out = Path(args.json_path or f"evaluation_{split or 'all'}_{args.subset if split else 'images'}.json")
     _check_writable(out)  # before the evaluation, not after it
     if out.exists() and not args.overwrite:

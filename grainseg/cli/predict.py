@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from grainseg._paths import is_within
+from grainseg._paths import is_within, removed_if_left_empty
 from grainseg.cli._grain_args import add_instance_args, add_rescale_arg, add_tta_arg, instance_kwargs, rescale_value
 
 __all__ = ["add_parser", "run", "EXAMPLE_IMAGE", "collect_inputs"]
@@ -266,16 +266,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: note: {line}", file=sys.stderr)
     if not files:
         return 1
-    created = not out.exists()
-    problem = _check_out_dir(out)
-    if problem:
-        _error(problem)
-        return 1
-    try:
+    with removed_if_left_empty(out):  # nothing was written: leave no empty folder behind
+        problem = _check_out_dir(out)
+        if problem:
+            _error(problem)
+            return 1
         return _predict_files(args, files, len(failures), out, scale, grain_kw, rescale)
-    finally:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # nothing was written: leave no empty folder behind
 
 
 def _predict_files(args: argparse.Namespace, files: List[Path], failed: int, out: Path, scale: Optional[float],

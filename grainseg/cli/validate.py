@@ -12,7 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from grainseg.cli._grain_args import add_instance_args, add_rescale_arg, add_tta_arg, instance_kwargs, rescale_value
+from grainseg.cli._grain_args import (add_instance_args, add_rescale_arg, add_tta_arg, instance_kwargs, rescale_value,
+                                      subset_of_split)
 
 PROG = "grainseg validate"
 #: How to use the card record validation.json carries.
@@ -59,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from grainseg.inference.tta import record_tta
     from grainseg.inference.validate import card_record, collect_labelled, format_validation, validate, write_outputs
 
-    if args.subset is not None and args.split is None:
-        raise ValueError(f"--subset {args.subset} needs --split (a split of DATA/splits.json); without one every image "
-                         "is validated")
-    args.subset = args.subset or "test"
+    args.subset = subset_of_split(args.subset, args.split, "validated")
     if args.scale is not None and not (math.isfinite(args.scale) and args.scale > 0):
         raise ValueError(f"--scale must be a positive, finite number of micrometres per pixel, got {args.scale}")
     grain_kw = instance_kwargs(args)

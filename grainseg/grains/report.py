@@ -17,7 +17,7 @@ from grainseg._json import dumps
 
 from .astm import (DEFAULT_FIELDS, DEFAULT_LINES, NO_SCALE_NOTE, intercept, intervals_with_model_error,
                    model_error_rms, planimetric)
-from .instances import DEFAULT_INSTANCE_PARAMS, check_instance_params, segment_grains
+from .instances import DEFAULT_INSTANCE_PARAMS, segment_grains
 from .intercepts import (DEFAULT_DIRECT_LINK, anisotropy, e112_pattern, intercept_from_counts, linked_boundary,
                          pattern_intercepts)
 from .plots import pattern_overlay, size_distribution_png
@@ -117,11 +117,13 @@ class GrainReport:
             raise ValueError(f"image {np.asarray(image).shape[:2]} and probability {prob.shape} sizes differ")
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-        check_instance_params(method, threshold, core, sigma, min_core_frac, min_grain_area, watershed)
+        # segment_grains checks the parameters as given; the record holds them normalised
+        labels, grains = segment_grains(prob, method=method, threshold=threshold, core=core, sigma=sigma,
+                                        min_core_frac=min_core_frac, min_grain_area=min_grain_area,
+                                        distance_watershed=watershed)
         params = {"method": method, "threshold": float(threshold), "core": float(core), "sigma": float(sigma),
                   "min_core_frac": float(min_core_frac), "min_grain_area": int(min_grain_area),
                   "distance_watershed": bool(watershed)}
-        labels, grains = segment_grains(prob, **params)
         mask = prob > threshold
         boundary = linked_boundary(prob, threshold, direct_link)
         report = cls.from_grains(image, prob, mask, labels, grains, scale=scale, lines=lines, fields=fields,

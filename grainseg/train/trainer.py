@@ -40,6 +40,7 @@ DistributedDataParallel and each rank trains on its shard (``batch_size`` is per
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -57,7 +58,7 @@ from torch.utils.data import DataLoader
 
 from grainseg._allocator import keep_freed_memory
 from grainseg._json import dumps
-from grainseg._paths import is_within
+from grainseg._paths import is_within, removed_if_left_empty
 from grainseg.data.datasets import SegmentationDataset
 from grainseg.data.transforms import PairedAugment
 from grainseg.train import distributed as dist_utils
@@ -460,14 +461,10 @@ def train(config: TrainConfig, model: Optional[nn.Module] = None) -> Dict[str, A
     keep_freed_memory()  # glibc: reuse freed activations instead of page-faulting fresh ones every step
     info = dist_utils.init_distributed("cuda" if cfg.device.startswith("cuda") or
                                        (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    out = Path(cfg.out)
-    created = not out.exists()
     try:
-        return _train(cfg, model, info)
-    except BaseException:
-        if created and info.is_main and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # a run that failed before writing anything leaves no empty folder behind
-        raise
+        # a run that failed before writing anything leaves no empty folder behind (the main process made it)
+        with removed_if_left_empty(cfg.out) if info.is_main else contextlib.nullcontext():
+            return _train(cfg, model, info)
     finally:
         dist_utils.cleanup(info)
 
