@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .io import IMAGE_EXTENSIONS, check_mask_threshold, mask_from_array, read_image, read_mask
+from .io import IMAGE_EXTENSIONS, check_mask_threshold, mask_from_array, mask_full_scale, read_image, read_mask
 from .preprocessing import normalize_preprocessing
 from .transforms import PairedAugment, image_to_input, mask_to_target
 
@@ -283,8 +283,7 @@ class SegmentationDataset(PreprocessedItems, Dataset):
             raw = read_image(mask_path)
             if raw.ndim == 3:  # channels apart by over 1/8 of the range (not JPEG rounding): colour-coded
                 spread = raw.astype(np.float32).max(-1) - raw.astype(np.float32).min(-1)
-                full = 65535.0 if raw.dtype == np.uint16 else (1.0 if raw.dtype.kind == "f" else 255.0)
-                if float(spread.max()) > full / 8:
+                if float(spread.max()) > mask_full_scale(raw) / 8:
                     found["colour"].append(name)  # averaged to grey: it may not mean what it shows
             mask = mask_from_array(raw, threshold=self.threshold, polarity=self.polarity)
             h, w = image_size(img_path)

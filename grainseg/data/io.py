@@ -23,8 +23,8 @@ from typing import Any, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "SUPPORTED_FORMATS", "read_image", "read_mask", "binarize_mask", "MASK_POLARITIES",
-           "MAX_PIXELS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "pixel_limit", "image_header_size"]
+__all__ = ["IMAGE_EXTENSIONS", "SUPPORTED_FORMATS", "read_image", "read_mask", "mask_full_scale", "binarize_mask",
+           "MASK_POLARITIES", "MAX_PIXELS", "DEFAULT_MAX_PIXELS", "ImageTooLargeError", "pixel_limit", "image_header_size"]
 
 #: File suffixes read by :func:`read_image` (lower case).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -240,14 +240,20 @@ def read_mask(path: PathLike, threshold: float = 127, polarity: str = "grain") -
     return mask_from_array(read_image(path), threshold=threshold, polarity=polarity)
 
 
-def mask_from_array(mask: np.ndarray, threshold: float = 127, polarity: str = "grain") -> np.ndarray:
-    """:func:`read_mask` of an array as :func:`read_image` returns it (the file's own depth and dtype)."""
-    threshold = check_mask_threshold(threshold)
-    top = float(mask.max()) if mask.size else 0.0
+def mask_full_scale(mask: np.ndarray) -> float:
+    """The value of a white pixel in ``mask`` as :func:`read_image` returns it: 65535 for 16-bit files, 1.0
+    for float maps within [0, 1], else 255 (8-bit, or a float map on the 8-bit scale)."""
     if mask.dtype == np.uint16:
-        threshold *= 257.0
-    elif mask.dtype.kind == "f" and top <= 1.0:
-        threshold /= 255.0
-    if top == 1.0 and mask.dtype.kind in "uib" and np.isin(mask, (0, 1)).all():
+        return 65535.0
+    if mask.dtype.kind == "f" and (float(mask.max()) if mask.size else 0.0) <= 1.0:
+        return 1.0
+    return 255.0
+
+
+def mask_from_array(mask: np.ndarray, threshold: float = 127, polarity: str = "grain") -> np.ndarray:
+    """:func:`read_mask` of an array as :func:`read_image` returns it (the file's own depth and dtype):
+    ``threshold`` is on the 8-bit scale for every depth; a mask of 0s and 1s reads 1 as white."""
+    threshold = check_mask_threshold(threshold) * mask_full_scale(mask) / 255.0
+    if mask.dtype.kind in "uib" and mask.size and float(mask.max()) == 1.0 and np.isin(mask, (0, 1)).all():
         threshold = 0.5
     return binarize_mask(mask, threshold=threshold, polarity=polarity)

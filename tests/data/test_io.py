@@ -91,6 +91,33 @@ def test_mask_threshold_is_on_the_8bit_scale_whatever_the_depth(tmp_path):
         binarize_mask(np.zeros((2, 2)), threshold=float("nan"))
 
 
+def test_mask_full_scale_is_shared_by_the_threshold_and_the_colour_check(tmp_path):
+    """A float mask on the 8-bit scale (0-255) with channels 1 apart is grey, not colour-coded; a float mask
+    within [0, 1] whose channels differ by half the range is colour-coded."""
+    import tifffile
+
+    from grainseg.data.datasets import SegmentationDataset
+    from grainseg.data.io import mask_full_scale
+
+    assert mask_full_scale(np.zeros(3, np.uint16)) == 65535.0
+    assert mask_full_scale(np.array([0.0, 1.0], np.float32)) == 1.0
+    assert mask_full_scale(np.array([0.0, 255.0], np.float32)) == 255.0
+    assert mask_full_scale(np.array([0, 1], np.uint8)) == 255.0
+    grain = np.zeros((8, 8), bool)
+    grain[2:6, 2:6] = True
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    grey = np.where(grain, 250.0, 3.0).astype(np.float32)
+    masks = {"grey255": np.stack([grey, grey + 1, grey], -1),
+             "colour01": np.stack([grain.astype(np.float32), np.zeros((8, 8), np.float32), grain * 0.5], -1)}
+    for name, m in masks.items():
+        Image.fromarray(np.full((8, 8), 128, np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        tifffile.imwrite(tmp_path / "masks" / f"{name}.tif", m)
+    found = SegmentationDataset(tmp_path).check_pairs()
+    assert found["colour"] == ["colour01.png"]
+    assert read_mask(tmp_path / "masks" / "grey255.tif").tolist() == grain.astype(np.uint8).tolist()
+
+
 def test_exone_mask_has_about_half_a_percent_grey(exone_data):
     raw = read_image(exone_data / "RGMask" / "RGMask1_1_1.jpg")
     grey = ((raw > 20) & (raw < 235)).mean()
