@@ -6,7 +6,7 @@ import argparse
 from typing import Any, Dict, Optional
 
 from grainseg.grains.instances import DEFAULT_INSTANCE_PARAMS, GRAIN_METHODS, check_instance_params
-from grainseg.grains.intercepts import DEFAULT_DIRECT_LINK
+from grainseg.grains.intercepts import DEFAULT_DIRECT_LINK, check_direct_link
 
 __all__ = ["add_instance_args", "instance_kwargs", "add_tta_arg", "add_rescale_arg", "rescale_value",
            "subset_of_split"]
@@ -42,9 +42,7 @@ def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     except ValueError as err:
         name = str(err).split(" ", 1)[0]
         raise ValueError(f"--{name.replace('_', '-')}: {str(err).split(' ', 1)[1]}") from None
-    if not args.threshold <= args.direct_link < 1:
-        raise ValueError(f"--direct-link: must be a probability in [--threshold ({args.threshold:g}), 1), "
-                         f"got {args.direct_link}")
+    check_direct_link(args.direct_link, args.threshold, name="--direct-link:", threshold_name="--threshold")
     return {"method": args.method, "threshold": args.threshold, "core": args.core, "sigma": args.sigma,
             "min_core_frac": args.min_core_frac, "min_grain_area": args.min_grain_area, "watershed": args.watershed,
             "direct_link": args.direct_link}

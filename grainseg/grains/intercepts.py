@@ -45,7 +45,7 @@ from .astm import NO_SCALE_NOTE, _check_scale, _t95, g_from_intercept_mm
 
 __all__ = ["e112_pattern", "line_grid", "boundary_zones", "run_crossings", "count_boundary_runs",
            "count_label_changes", "pattern_intercepts", "anisotropy", "intercept_from_counts",
-           "linked_boundary", "MIN_INTERSECTIONS", "MIN_RUN_PX", "MIN_ZONE_AREA", "DEFAULT_DIRECT_LINK"]
+           "linked_boundary", "check_direct_link", "MIN_INTERSECTIONS", "MIN_RUN_PX", "MIN_ZONE_AREA", "DEFAULT_DIRECT_LINK"]
 
 #: E112 asks for about 50 or more intersections per field for a usable estimate.
 MIN_INTERSECTIONS = 50
@@ -66,6 +66,14 @@ DEFAULT_DIRECT_LINK = 0.7
 Path = Tuple[np.ndarray, np.ndarray, bool]  # rows, cols (float), closed
 
 
+def check_direct_link(link: float, threshold: float, *, name: str = "direct_link",
+                      threshold_name: str = "threshold") -> None:
+    """ValueError unless ``link`` is a probability in [threshold, 1) (the names are the caller's: the
+    argument's or the CLI option's)."""
+    if isinstance(link, bool) or not isinstance(link, (int, float, np.floating)) or not threshold <= link < 1:
+        raise ValueError(f"{name} must be a probability in [{threshold_name} ({threshold:g}), 1), got {link!r}")
+
+
 def linked_boundary(probability: np.ndarray, threshold: float = 0.5, link: float = DEFAULT_DIRECT_LINK) -> np.ndarray:
     """Boundary mask for the direct count: ``probability <= threshold``, plus the connected regions of
     ``probability < link`` that touch it.  ``link == threshold`` gives the thresholded mask alone; a
@@ -75,8 +83,7 @@ def linked_boundary(probability: np.ndarray, threshold: float = 0.5, link: float
     p = np.asarray(probability, dtype=np.float32)
     if p.ndim != 2:
         raise ValueError(f"probability must be an (H, W) map, got shape {p.shape}")
-    if isinstance(link, bool) or not isinstance(link, (int, float)) or not threshold <= link < 1:
-        raise ValueError(f"direct_link must be a probability in [threshold ({threshold:g}), 1), got {link!r}")
+    check_direct_link(link, threshold)
     strong = p <= threshold
     if link <= threshold:
         return strong
