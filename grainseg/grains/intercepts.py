@@ -45,7 +45,8 @@ from .astm import NO_SCALE_NOTE, _check_scale, _t95, g_from_intercept_mm
 
 __all__ = ["e112_pattern", "line_grid", "boundary_zones", "run_crossings", "count_boundary_runs",
            "count_label_changes", "pattern_intercepts", "anisotropy", "intercept_from_counts",
-           "linked_boundary", "check_direct_link", "MIN_INTERSECTIONS", "MIN_RUN_PX", "MIN_ZONE_AREA", "DEFAULT_DIRECT_LINK"]
+           "linked_boundary", "check_direct_link", "MIN_INTERSECTIONS", "MIN_RUN_PX", "MIN_ZONE_AREA",
+           "DEFAULT_DIRECT_LINK"]
 
 #: E112 asks for about 50 or more intersections per field for a usable estimate.
 MIN_INTERSECTIONS = 50
