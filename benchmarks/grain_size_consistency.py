@@ -34,6 +34,8 @@ RUNS = {
     "vmunet_aspp (35.8 M), paper protocol on grouped": ("grain_size_vmunet_aspp_grouped.json", "exone_grouped_val/watershed"),
     "vmunet_aspp_small, 45 epochs": ("lever_ep45_val.json", None),
     "vmunet small without ASPP (ablation)": ("ablation_noaspp_small.json", None),
+    "unet_small (a CNN, 3.0 M), seed 0": ("unet_small_grouped_val.json", None),
+    "unet_small, seed 1": ("unet_small_grouped_seed1_val.json", None),
 }
 
 

@@ -43,6 +43,9 @@ OURS = [("ours: vmunet_aspp_small, paper split, paper test (0.1)", 90.20, "#e39b
          "#d35400"),
         ("ours: the same, seed 1", tile_dice("ablation_noaspp_small_seed1.json"),
          "#e67e22"),
+        ("ours: unet_small (U-Net, 3.0 M), grouped split, grouped test", tile_dice("unet_small_grouped_test.json"),
+         "#1e8449"),
+        ("ours: the same, seed 1", tile_dice("unet_small_grouped_seed1_test.json"), "#27ae60"),
         ("all grain (paper test)", 88.2, "#999999"), ("all grain (grouped test)", 88.4, "#bbbbbb")]
 
 
@@ -50,7 +53,7 @@ def main() -> None:
     labels = [f"paper: {k}" for k in PAPER] + [o[0] for o in OURS]
     vals = list(PAPER.values()) + [o[1] for o in OURS]
     cols = ["#5b8db8"] * len(PAPER) + [o[2] for o in OURS]
-    fig, ax = plt.subplots(figsize=(7.5, 5.2), dpi=110)
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), dpi=110)
     y = range(len(labels))[::-1]
     ax.barh(list(y), vals, color=cols)
     for yi, v in zip(y, vals):

@@ -15,7 +15,20 @@ from .registry import register_model
 __all__ = ["UNet"]
 
 
-@register_model("unet", paper_name="U-Net", paper_dice=90.9, tiny=dict(base_channels=4))
+@register_model(
+    "unet",
+    paper_name="U-Net",
+    paper_dice=90.9,
+    tiny=dict(base_channels=4),
+    presets={
+        "unet_small": dict(
+            base_channels=20,
+            description="U-Net at a fifth of the width (3.0 M): the CNN baseline trained beside vmunet_aspp_small "
+                        "(docs/results.md)",
+            tiny=dict(base_channels=4),
+        )
+    },
+)
 class UNet(SegmentationModel):
     """U-Net: four max-pool downsamplings with double 3x3 conv stages, transposed-conv upsampling and
     concatenated skips; channels base, 2x, 4x, 8x, 16x (64 ... 1024 by default)."""
