@@ -282,8 +282,8 @@ class SegmentationDataset(PreprocessedItems, Dataset):
             img_path, mask_path = self.pairs[name]
             raw = read_image(mask_path)
             if raw.ndim == 3:  # channels apart by over 1/8 of the range (not JPEG rounding): colour-coded
-                spread = raw.astype(np.float32).max(-1) - raw.astype(np.float32).min(-1)
-                if float(spread.max()) > mask_full_scale(raw) / 8:
+                rgb = raw.astype(np.float32)  # float: no wrap-around for signed integer files
+                if float((rgb.max(-1) - rgb.min(-1)).max()) > mask_full_scale(raw) / 8:
                     found["colour"].append(name)  # averaged to grey: it may not mean what it shows
             mask = mask_from_array(raw, threshold=self.threshold, polarity=self.polarity)
             h, w = image_size(img_path)

@@ -351,10 +351,7 @@ def _resolve_split(cfg: TrainConfig) -> Dict[str, Any]:
     split, note = cfg.split, None
     if split == "auto":
         sfile = Path(cfg.splits_file) if cfg.splits_file is not None else Path(cfg.data) / "splits.json"
-        if cfg.splits_file is not None and not sfile.is_file():
-            raise (IsADirectoryError(f"splits file {sfile} is a folder; expected a splits.json file") if sfile.is_dir()
-                   else FileNotFoundError(f"splits file {sfile} does not exist"))
-        if sfile.is_file():
+        if cfg.splits_file is not None or sfile.is_file():  # a given file must load: load_splits says why not
             from grainseg.data.datasets import load_splits
 
             names = sorted(load_splits(sfile))

@@ -200,6 +200,8 @@ def test_split_auto_uses_splits_json_or_holds_out(tiny_data, tmp_path):
     with pytest.raises(FileNotFoundError, match="splits file"):
         train(train_config(data, tmp_path / "c", split="auto", splits_file=str(tmp_path / "none.json")),
               model=tiny_model())
+    with pytest.raises(IsADirectoryError, match="splits file .* is a folder; expected a splits.json file"):
+        train(train_config(data, tmp_path / "c", split="auto", splits_file=str(data)), model=tiny_model())
 
 
 def test_one_image_trains_with_the_documented_fallback(tmp_path):
