@@ -107,6 +107,10 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
                         "gamma, blur, noise, jpeg (or all); off by default")
     p.add_argument("--crop-size", type=_size, default=d.get("crop_size"),
                    help="train on random HxW crops of the resized images (validation uses full images)")
+    p.add_argument("--epoch-items", type=int, default=d.get("epoch_items", 0), metavar="N",
+                   help="at least N training items per epoch: fewer images are each drawn several times an epoch, "
+                        "every draw with its own augmentation and crop (0: each image once)"
+                        + (f"; default {d['epoch_items']}" if "epoch_items" in d else ""))
     p.add_argument("--input-size", type=_size, default=None, help="override the model's input size (default 256x256)")
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="mixed precision: float16 autocast on CUDA (auto: on), bfloat16 autocast on the CPU "
@@ -160,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         polarity=args.polarity, threshold=args.threshold, model_kwargs=args.model_kwargs,
         progress=not args.no_progress, init=args.init, freeze_encoder_epochs=args.freeze_encoder_epochs,
         val_fraction=_val_fraction(args), split_seed=args.split_seed, augment_extra=args.augment_extra,
-        select_on=args.select_on, fused_adam=not args.loop_adam,
+        select_on=args.select_on, fused_adam=not args.loop_adam, epoch_items=args.epoch_items,
     )
     summary = train(cfg)
     import os

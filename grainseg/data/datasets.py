@@ -13,6 +13,7 @@ have a mask: anything unpaired or unreadable raises a ValueError naming the file
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -161,10 +162,13 @@ class PreprocessedItems:
     def preprocessing(self, value: Optional[Mapping[str, Any]]) -> None:
         self._preprocessing = normalize_preprocessing(value)
 
-    def make_item(self, image: Any, mask: Any, index: int) -> Dict[str, Any]:
+    def make_item(self, image: Any, mask: Any, index: int, draw: int = 0) -> Dict[str, Any]:
+        """``draw``: which of an epoch's repeated draws of the image this is (:class:`EpochDraws`); each
+        draw gets its own augmentation and crop (draw 0 keeps the (seed, epoch, index) stream)."""
         x = image_to_input(image, self._preprocessing, self.in_chans)[0]
         m = mask_to_target(mask, self._preprocessing)
-        x, m = augment_item(x, m, self.augment, self.crop_size, (self.seed, self.epoch, index))
+        key = (self.seed, self.epoch, index) if draw == 0 else (self.seed, self.epoch, index, draw)
+        x, m = augment_item(x, m, self.augment, self.crop_size, key)
         return {"image": x, "mask": m, "name": self.names[index], "index": index}
 
 
@@ -311,9 +315,37 @@ class SegmentationDataset(PreprocessedItems, Dataset):
         return self.make_item(image, mask, index)
 
 
+def epoch_draws(epoch_items: int, n_images: int) -> int:
+    """How many times an epoch draws each of ``n_images`` training images so that it holds at least
+    ``epoch_items`` items (0: once)."""
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    return max(1, math.ceil(epoch_items / n_images))
+
+
+class EpochDraws(Dataset):
+    """A training set drawn ``draws`` times per epoch: item ``k * len(dataset) + i`` is image ``i``'s
+    ``k``-th draw, with its own augmentation and crop.  A few labelled images then still make an epoch of
+    many steps (``TrainConfig.epoch_items``) instead of one step per image."""
+
+    def __init__(self, dataset: "PreprocessedItems", draws: int) -> None:
+        if not isinstance(draws, int) or draws < 1:
+            raise ValueError(f"draws must be an int >= 1, got {draws!r}")
+        self.dataset, self.draws = dataset, draws
+
+    def __len__(self) -> int:
+        return len(self.dataset) * self.draws
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} draws")
+        draw, i = divmod(index, len(self.dataset))
+        return self.dataset.make_item(*self.dataset.read_raw(i), i, draw)
+
+
 def augment_item(image: Tensor, mask: Tensor, augment: Optional[PairedAugment], crop_size: Optional[Sequence[int]],
-                 key: Tuple[int, int, int]) -> Tuple[Tensor, Tensor]:
-    """Augment, then crop, an item with a generator seeded from ``key`` = (seed, epoch, index)."""
+                 key: Tuple[int, ...]) -> Tuple[Tensor, Tensor]:
+    """Augment, then crop, an item with a generator seeded from ``key`` = (seed, epoch, index[, draw])."""
     if augment is None and crop_size is None:
         return image, mask
     g = torch.Generator().manual_seed(hash(tuple(key)) & 0x7FFFFFFFFFFFFFFF)

@@ -59,7 +59,7 @@ from torch.utils.data import DataLoader
 from grainseg._allocator import keep_freed_memory
 from grainseg._json import dumps
 from grainseg._paths import is_within, removed_if_left_empty
-from grainseg.data.datasets import SegmentationDataset
+from grainseg.data.datasets import EpochDraws, SegmentationDataset, epoch_draws
 from grainseg.data.transforms import PairedAugment
 from grainseg.train import distributed as dist_utils
 from grainseg.train.losses import build_loss
@@ -75,7 +75,7 @@ SCHEDULES = ("constant", "cosine")
 RESUME_FIXED = ("model", "model_kwargs", "data", "split", "splits_file", "layout", "polarity", "threshold",
                 "batch_size", "lr", "weight_decay", "loss", "schedule", "warmup_epochs", "seed", "augment",
                 "crop_size", "input_size", "init", "freeze_encoder_epochs", "val_fraction", "split_seed",
-                "augment_extra", "select_on", "fused_adam")
+                "augment_extra", "select_on", "fused_adam", "epoch_items")
 #: What chooses the best checkpoint (and drives early stopping): the validation loss (lower is better)
 #: or, higher being better, the validation Dice or boundary F1 (2 px, at the network resolution).
 SELECT_ON = ("val_loss", "val_dice", "val_boundary_f1")
@@ -122,6 +122,10 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     crop_size: Optional[List[int]] = None
+    #: at least this many training items per epoch: with fewer images each is drawn several times an
+    #: epoch, every draw with its own augmentation and crop (:class:`~grainseg.data.datasets.EpochDraws`);
+    #: 0: each image once
+    epoch_items: int = 0
     input_size: Optional[List[int]] = None
     amp: str = "auto"
     device: str = "auto"
@@ -163,6 +167,7 @@ class TrainConfig:
         positive_int("num_workers", allow_zero=True)
         positive_int("checkpoint_every", allow_zero=True)
         positive_int("freeze_encoder_epochs", allow_zero=True)
+        positive_int("epoch_items", allow_zero=True)
         if self.val_fraction is not None and not (isinstance(self.val_fraction, (int, float))
                                                   and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
@@ -560,6 +565,8 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
 
         base.preprocessing = normalize_preprocessing(prep)
     train_ds.preprocessing = val_ds.preprocessing = getattr(base, "preprocessing", prep)
+    draws = epoch_draws(cfg.epoch_items, len(train_ds))
+    epoch_ds = EpochDraws(train_ds, draws) if draws > 1 else train_ds
 
     model = base.to(device)
     use_amp, amp_dtype = amp_setting(cfg.amp, device)
@@ -633,7 +640,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     run_record = {"config": dataclasses.asdict(cfg), "world_size": info.world_size, "device": str(device),
                   "amp": str(amp_dtype).replace("torch.", "") if use_amp else False, "preprocessing": train_ds.preprocessing,
                   "num_parameters": sum(p.numel() for p in model.parameters()),
-                  "train_images": len(train_ds), "val_images": len(val_ds),
+                  "train_images": len(train_ds), "val_images": len(val_ds), "epoch_draws": draws,
                   "split_used": split_record,
                   "init": None if init_info is None else {k: init_info[k] for k in (
                       "id", "sha256", "architecture", "head_reinitialised")}}
@@ -652,15 +659,16 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     warned = [False]
     say(f"training {cfg.model} on {device} (world size {info.world_size}, amp "
         f"{str(amp_dtype).replace('torch.', '') if use_amp else False}): "
-        f"{len(train_ds)} train / {len(val_ds)} val images, batch {cfg.batch_size}, lr {cfg.lr}, loss {cfg.loss}",
-        flush=True)
+        f"{len(train_ds)} train / {len(val_ds)} val images"
+        f"{f' (each drawn {draws} times an epoch)' if draws > 1 else ''}, batch {cfg.batch_size}, lr {cfg.lr}, "
+        f"loss {cfg.loss}", flush=True)
 
     while state["epoch"] < cfg.epochs and not state["stopped_early"]:
         epoch = state["epoch"]
         train_ds.set_epoch(epoch)
-        batches = _batches(dist_utils.shard_indices(_epoch_order(len(train_ds), cfg.seed, epoch), info), cfg.batch_size)
+        batches = _batches(dist_utils.shard_indices(_epoch_order(len(epoch_ds), cfg.seed, epoch), info), cfg.batch_size)
         start_step = state["step_in_epoch"]
-        loader = DataLoader(train_ds, batch_sampler=batches[start_step:], **loader_kw,
+        loader = DataLoader(epoch_ds, batch_sampler=batches[start_step:], **loader_kw,
                             generator=torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, -1, info.rank)))
         model.train()
         if freezer is not None and freezer.apply(epoch) and state["step_in_epoch"] == 0:

@@ -110,3 +110,26 @@ def test_real_exone_splits(exone_data):
     item = test[0]
     assert item["image"].shape == (3, 256, 256) and 0.6 < item["mask"].mean() < 0.95
     assert test.common_image_size() == [400, 400]
+
+
+def test_epoch_draws_repeat_a_small_set_with_fresh_augmentation(tmp_path):
+    from grainseg.data.datasets import EpochDraws, epoch_draws
+
+    assert (epoch_draws(0, 4), epoch_draws(3, 4), epoch_draws(4, 4), epoch_draws(10, 4)) == (1, 1, 1, 3)
+    with pytest.raises(ValueError, match="n_images"):
+        epoch_draws(10, 0)
+    root = write_tiny_exone(tmp_path / "d")
+    ds = SegmentationDataset(root, "paper", "train", preprocessing=PREP, augment=PairedAugment(), crop_size=[8, 8], seed=1)
+    draws = EpochDraws(ds, 3)
+    n = len(ds)
+    assert len(draws) == 3 * n
+    first = draws[0]
+    assert torch.equal(first["image"], ds[0]["image"]) and torch.equal(first["mask"], ds[0]["mask"])  # draw 0: as before
+    again = [draws[k * n] for k in (1, 2)]
+    assert all(d["name"] == ds.names[0] and d["index"] == 0 for d in again)
+    assert all(not torch.equal(d["image"], first["image"]) for d in again)  # each draw its own crop / augmentation
+    assert torch.equal(draws[n]["image"], EpochDraws(ds, 3)[n]["image"])  # seeded: the same on every run
+    with pytest.raises(IndexError, match="out of range"):
+        draws[3 * n]
+    with pytest.raises(ValueError, match="draws"):
+        EpochDraws(ds, 0)

@@ -191,3 +191,22 @@ def test_cosine_schedule_is_a_function_of_position_and_recorded(tiny_data, tmp_p
     assert recorded == pytest.approx([lrs[1], lrs[3], lrs[5], lrs[7]])
     with pytest.raises(ValueError, match="schedule"):
         train(_cfg(tiny_data, tmp_path / "bad", schedule="step"), model=tiny_model())
+
+
+def test_epoch_items_draws_a_small_training_set_several_times_an_epoch(tiny_data, tmp_path, capsys):
+    # 4 training images, batch 2: 2 steps an epoch; at least 10 items an epoch: 3 draws of each, 6 steps
+    train(_cfg(tiny_data, tmp_path / "once"), model=_seeded_model(0))
+    train(_cfg(tiny_data, tmp_path / "drawn", epoch_items=10), model=_seeded_model(0))
+    assert "each drawn 3 times an epoch" in capsys.readouterr().out
+
+    def adam_steps(run):
+        state = torch.load(tmp_path / run / "checkpoint.pt", weights_only=True)["optimizer"]["state"]
+        return int(next(iter(state.values()))["step"])
+
+    assert adam_steps("once") == 2 and adam_steps("drawn") == 6
+    m = json.loads((tmp_path / "drawn" / "metrics.json").read_text())
+    assert m["epoch_draws"] == 3 and m["config"]["epoch_items"] == 10 and m["train_images"] == 4
+    with pytest.raises(ValueError, match="epoch_items"):
+        train(_cfg(tiny_data, tmp_path / "bad", epoch_items=-1), model=tiny_model())
+    with pytest.raises(ValueError, match="epoch_items 10 -> 0"):
+        train(_cfg(tiny_data, tmp_path / "drawn", resume=True, epochs=2), model=tiny_model())
