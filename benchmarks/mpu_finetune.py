@@ -49,13 +49,15 @@ RECIPES: Dict[str, List[str]] = {
     "dicece-10ep": ["--loss", "dicece", "--epochs", "10"],
     "dicece-lr3e-4": ["--loss", "dicece", "--epochs", "2", "--lr", "3e-4"],
 }
-# Recipes named "defaults...": `grainseg finetune` as a user runs it, at its own defaults (30 epochs,
+# Recipes named "defaults...": `grainseg finetune` as a user runs it, at its defaults of 2026-12-07 (30 epochs,
 # patience 10, the encoder frozen 2 epochs, BCE, batch 2, 128 px crops) on a folder holding only the one
 # training image (no repeated links), plus the options listed.
 PLAIN: Dict[str, List[str]] = {
-    "defaults": [],
+    "defaults": ["--epoch-items", "0"],  # as shipped before --epoch-items existed
     "defaults-ei64": ["--epoch-items", "64"],
     "defaults-ei64-dicece": ["--epoch-items", "64", "--loss", "dicece"],
+    "defaults-ei16": ["--epoch-items", "16"],
+    "defaults-ei16-dicece": ["--epoch-items", "16", "--loss", "dicece"],
 }
 RECIPES.update(PLAIN)
 DIRECTIONS = {"select": (0, 1), "report": (1, 0)}  # (training image, held-out image)
@@ -111,6 +113,8 @@ def main() -> None:
     ap.add_argument("--modalities", default="OM,FESEM")
     ap.add_argument("--seeds", default="0", help="training seeds, comma-separated (seed 0 has no suffix in the ids)")
     ap.add_argument("--table", action="store_true", help="print the JSON's points as a markdown table")
+    ap.add_argument("--merge", default="", metavar="JSON,...",
+                    help="merge the points (and machines) of these outputs of parallel runs into --out, then stop")
     args = ap.parse_args()
     out = Path(args.out)
     record = json.loads(out.read_text()) if out.is_file() else {}
@@ -121,8 +125,22 @@ def main() -> None:
     record["protocol"]["recipes"].update(RECIPES)
     record.setdefault("points", {})
     record.setdefault("machines", [])
+    if args.merge:
+        for other in filter(None, args.merge.split(",")):
+            rec = json.loads(Path(other).read_text())
+            clash = sorted(set(rec["points"]) & set(record["points"]))
+            if clash:
+                raise SystemExit(f"--merge: {other} repeats points of {out}: {', '.join(clash)}")
+            record["points"].update(rec["points"])
+            record["machines"] += rec.get("machines", [])
+            record["protocol"]["recipes"].update(rec["protocol"]["recipes"])
+        write_json(out, record, indent=2)
+        print(f"-> {out}: {len(record['points'])} points")
+        return
     if args.table:
         print(table(record))
+        print()
+        print(summary(record))
         return
     import grainseg
 
@@ -160,6 +178,29 @@ def main() -> None:
 
 def _f(v: Any, spec: str = ".3f") -> str:
     return "n/a" if v is None else format(v, spec)
+
+
+def summary(record: Dict[str, Any]) -> str:
+    """One row per (direction, modality, recipe): |dG| of every seed and their mean."""
+    groups: Dict[tuple, List[Dict[str, Any]]] = {}
+    for p in record["points"].values():
+        groups.setdefault((p["direction"], p["modality"], p["recipe"]), []).append(p)
+
+    def vals(ps: List[Dict[str, Any]], key: str) -> str:
+        v = [p[key] for p in ps]
+        each = " / ".join(_f(x, ".2f") for x in v)
+        return each if len(v) == 1 else f"{each} (mean {_f(None if None in v else sum(v) / len(v), '.2f')})"
+
+    rows = ["| direction | modality | recipe | seeds | steps | grains pred (true) | BF1 (mean) | \\|dG\\| planimetric | "
+            "\\|dG\\| intercept |", "|---|---|---|---|---|---|---|---|---|"]
+    for (direction, modality, recipe), ps in sorted(groups.items(), key=lambda kv: (kv[0][0] != "select", kv[0][1],
+                                                                                   kv[0][2])):
+        steps = " / ".join(str(p["steps"]) for p in ps) if len({p["steps"] for p in ps}) > 1 else str(ps[0]["steps"])
+        rows.append(f"| {direction} | {modality} | {recipe} | {len(ps)} | {steps} | "
+                    f"{' / '.join(str(p['grains_pred']) for p in ps)} ({ps[0]['grains_true']}) | "
+                    f"{sum(p['boundary_f1'] for p in ps) / len(ps):.3f} | {vals(ps, 'abs_dG_planimetric')} | "
+                    f"{vals(ps, 'abs_dG_intercept')} |")
+    return "\n".join(rows)
 
 
 def table(record: Dict[str, Any]) -> str:

@@ -44,14 +44,16 @@ def _json_dict(text: str) -> dict:
 DEFAULT_INIT = "grainseg/vmunet-aspp-small-exone316l"
 #: ``grainseg finetune``'s defaults (small data, a pretrained start); everything else as ``train``.
 FINETUNE_DEFAULTS = dict(init=DEFAULT_INIT, split="auto", val_fraction=0.2, lr=1e-4, schedule="cosine",
-                         epochs=30, patience=10, batch_size=2, crop_size=[128, 128], freeze_encoder_epochs=2)
+                         epochs=30, patience=10, batch_size=2, crop_size=[128, 128], freeze_encoder_epochs=2,
+                         epoch_items=64)
 
 FINETUNE_DOC = """``grainseg finetune``: adapt a pretrained model to a handful of your own labelled micrographs.
 
 ``grainseg train`` with small-data defaults: starts from --init (default: the bundled
 grainseg/vmunet-aspp-small-exone316l), --lr 1e-4 with a cosine schedule over --epochs 30, the encoder
 frozen for the first 2 epochs (--freeze-encoder-epochs), random 128x128 crops of the resized images,
-the usual flips / rotations / brightness-contrast, and 20 % of the images (at least one) held out for
+at least 64 of them an epoch (--epoch-items: a few images are each drawn several times, every draw its
+own crop), the usual flips / rotations / brightness-contrast, and 20 % of the images (at least one) held out for
 validation when DATA/splits.json does not exist (--val-fraction, seeded by --split-seed).
 
 Example (images/ + masks/ with the same file stems; white boundary lines on black)::

@@ -26,7 +26,8 @@ from .io import IMAGE_EXTENSIONS, check_mask_threshold, mask_from_array, mask_fu
 from .preprocessing import normalize_preprocessing
 from .transforms import PairedAugment, image_to_input, mask_to_target
 
-__all__ = ["LAYOUTS", "SegmentationDataset", "find_pairs", "load_splits", "detect_layout", "random_crop", "image_size"]
+__all__ = ["LAYOUTS", "SegmentationDataset", "EpochDraws", "epoch_draws", "find_pairs", "load_splits", "detect_layout",
+           "random_crop", "image_size"]
 
 LAYOUTS = ("exone", "folders")
 #: A mask with more boundary than this fraction of its pixels looks inverted (see ``check_pairs``).

@@ -17,8 +17,10 @@ def test_finetune_defaults_are_the_small_data_ones():
     assert args.init == DEFAULT_INIT and args.split == "auto" and _val_fraction(args) == 0.2
     assert args.schedule == "cosine" and args.lr == 1e-4 and args.freeze_encoder_epochs == 2
     assert args.crop_size == [128, 128] and args.augment_extra == "" and args.max_pixels is None
+    assert args.epoch_items == 64
     plain = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
     assert plain.init is None and plain.split == "paper" and plain.freeze_encoder_epochs == 0
+    assert plain.epoch_items == 0
     assert _val_fraction(plain) is None and plain.model is None
 
 
@@ -36,14 +38,15 @@ def test_finetune_the_bundled_default_on_a_folder(tmp_path, capsys):
     data = write_tiny_folders(tmp_path / "mine", n=3)
     out = tmp_path / "ft"
     args = ["finetune", "--data", str(data), "--out", str(out), "--epochs", "2", "--input-size", "32",
-            "--crop-size", "32", "--freeze-encoder-epochs", "1", "--augment-extra", "gamma,blur", "--no-progress"]
+            "--crop-size", "32", "--freeze-encoder-epochs", "1", "--augment-extra", "gamma,blur", "--no-progress",
+            "--epoch-items", "4"]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "starting from grainseg/vmunet-aspp-small-exone316l" in text and "encoder frozen" in text
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["model"] == "vmunet_aspp_small" and m["init"]["id"] == DEFAULT_INIT
     assert m["config"]["augment_extra"] == ["gamma", "blur"] and m["config"]["schedule"] == "cosine"
-    assert m["train_images"] == 2 and m["val_images"] == 1
+    assert m["train_images"] == 2 and m["val_images"] == 1 and m["epoch_draws"] == 2  # 2 images, >= 4 items
     card = (out / "best" / "README.md").read_text()
     assert f"Fine-tuned from `{DEFAULT_INIT}`" in card and f"base_model: {DEFAULT_INIT}" in card
 
