@@ -565,20 +565,24 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
 
         base.preprocessing = normalize_preprocessing(prep)
     train_ds.preprocessing = val_ds.preprocessing = getattr(base, "preprocessing", prep)
-    draws = epoch_draws(cfg.epoch_items, len(train_ds))
-    epoch_ds = EpochDraws(train_ds, draws) if draws > 1 else train_ds
 
     model = base.to(device)
     use_amp, amp_dtype = amp_setting(cfg.amp, device)
     criterion = build_loss(cfg.loss)
     fused = cfg.fused_adam
     ckpt = _load_checkpoint(out / CHECKPOINT_NAME) if cfg.resume else None
-    if ckpt is not None:  # a checkpoint that predates the fused_adam field was made with the loop: keep it
+    if ckpt is not None:  # a checkpoint that predates a field was made without it (the loop, one draw): keep that
         if "fused_adam" not in (ckpt.get("config") or {}) and fused:
             say(f"note: {out / CHECKPOINT_NAME} predates fused Adam; resuming with the per-parameter Adam it "
                 "was made with (bit-identical to an uninterrupted run)", flush=True)
             fused = False
             cfg = dataclasses.replace(cfg, fused_adam=False)
+        if "epoch_items" not in (ckpt.get("config") or {}) and cfg.epoch_items:
+            say(f"note: {out / CHECKPOINT_NAME} predates --epoch-items; resuming with each image once an epoch, as "
+                "it was made", flush=True)
+            cfg = dataclasses.replace(cfg, epoch_items=0)
+    draws = epoch_draws(cfg.epoch_items, len(train_ds))
+    epoch_ds = EpochDraws(train_ds, draws) if draws > 1 else train_ds
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                  **({"fused": True} if fused else {}))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)

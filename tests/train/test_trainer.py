@@ -210,3 +210,15 @@ def test_epoch_items_draws_a_small_training_set_several_times_an_epoch(tiny_data
         train(_cfg(tiny_data, tmp_path / "bad", epoch_items=-1), model=tiny_model())
     with pytest.raises(ValueError, match="epoch_items 10 -> 0"):
         train(_cfg(tiny_data, tmp_path / "drawn", resume=True, epochs=2), model=tiny_model())
+
+
+def test_resume_of_a_checkpoint_from_before_epoch_items_keeps_one_draw(tiny_data, tmp_path, capsys):
+    out = tmp_path / "old"
+    train(_cfg(tiny_data, out, epochs=1), model=tiny_model())
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    del ckpt["config"]["epoch_items"]  # as written before the field existed
+    torch.save(ckpt, out / "checkpoint.pt")
+    train(_cfg(tiny_data, out, epochs=2, resume=True, epoch_items=10), model=tiny_model())  # finetune's new default
+    assert "predates --epoch-items" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["config"]["epoch_items"] == 0 and m["epoch_draws"] == 1
