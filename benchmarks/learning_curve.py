@@ -46,7 +46,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -176,16 +176,20 @@ def build_data(point: Dict[str, Any], folder: Path) -> Dict[str, Any]:
             "val_images": [Path(v).stem for v in val_names] if val is not None else [pairs[0][0].stem + " (itself)"]}
 
 
-def train_point(point: Dict[str, Any], run: Path) -> Dict[str, Any]:
-    """Train (or reuse a finished run); the timing record."""
+def train_point(point: Dict[str, Any], run: Path, command: Optional[List[str]] = None,
+                build: Optional[Callable[[Dict[str, Any], Path], Dict[str, Any]]] = None) -> Dict[str, Any]:
+    """Train (or reuse a finished run); the timing record.  ``command``: the grainseg arguments before
+    --data (default: the point's start and COMMON); ``build``: the data-folder builder (default
+    :func:`build_data`)."""
     timing_file = run / "timing.json"
     if timing_file.is_file() and (run / "train" / "best" / "model.safetensors").is_file():
         return json.loads(timing_file.read_text())
     if run.exists():
         shutil.rmtree(run)
     run.mkdir(parents=True)
-    held = build_data(point, run / "data")
-    cmd = [sys.executable, "-m", "grainseg", *INITS[point["init"]], *COMMON, "--data", str(run / "data"),
+    held = (build or build_data)(point, run / "data")
+    head = command if command is not None else [*INITS[point["init"]], *COMMON]
+    cmd = [sys.executable, "-m", "grainseg", *head, "--data", str(run / "data"),
            "--split", "auto", "--out", str(run / "train")]
     if point["set"] == "mpu":
         cmd += ["--polarity", "boundary"]

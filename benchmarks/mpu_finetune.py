@@ -87,21 +87,11 @@ def point_for(modality: str, direction: str, recipe: str, seed: int = 0) -> Dict
 
 def train(point: Dict[str, Any], run: Path) -> Dict[str, Any]:
     """One recipe's ``grainseg finetune`` in a child process (the learning curve's runner, with this
-    recipe's command)."""
-    saved = dict(lc.INITS), list(lc.COMMON), lc.build_data
+    recipe's command and, for the plain recipes, a folder of the one image)."""
     plain = point["recipe"] in PLAIN
     head = ["finetune", "--no-progress", "--polarity", "boundary"] if plain else BASE
-    lc.INITS["default"] = head + RECIPES[point["recipe"]] + ["--seed", str(point["seed"])]
-    lc.COMMON[:] = []
-    if plain:
-        lc.build_data = _plain_data
-    try:
-        return lc.train_point({**point, "init": "default", "set": "recipe"}, run)
-    finally:
-        lc.INITS.clear()
-        lc.INITS.update(saved[0])
-        lc.COMMON[:] = saved[1]
-        lc.build_data = saved[2]
+    command = head + RECIPES[point["recipe"]] + ["--seed", str(point["seed"])]
+    return lc.train_point({**point, "set": "recipe"}, run, command=command, build=_plain_data if plain else None)
 
 
 def main() -> None:

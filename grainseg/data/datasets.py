@@ -172,6 +172,10 @@ class PreprocessedItems:
         x, m = augment_item(x, m, self.augment, self.crop_size, key)
         return {"image": x, "mask": m, "name": self.names[index], "index": index}
 
+    def item(self, index: int, draw: int = 0) -> Dict[str, Any]:
+        """Item ``index``, its ``draw``-th draw of the epoch: read, then built (the caller checks the index)."""
+        return self.make_item(*self.read_raw(index), index, draw)
+
 
 class SegmentationDataset(PreprocessedItems, Dataset):
     """Image / mask pairs of one subset of a split, preprocessed like the model expects.
@@ -312,8 +316,7 @@ class SegmentationDataset(PreprocessedItems, Dataset):
     def __getitem__(self, index: int) -> Dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        image, mask = self.read_raw(index)
-        return self.make_item(image, mask, index)
+        return self.item(index)
 
 
 def epoch_draws(epoch_items: int, n_images: int) -> int:
@@ -341,7 +344,7 @@ class EpochDraws(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} draws")
         draw, i = divmod(index, len(self.dataset))
-        return self.dataset.make_item(*self.dataset.read_raw(i), i, draw)
+        return self.dataset.item(i, draw)
 
 
 def augment_item(image: Tensor, mask: Tensor, augment: Optional[PairedAugment], crop_size: Optional[Sequence[int]],

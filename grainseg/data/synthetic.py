@@ -548,4 +548,4 @@ class SyntheticSegmentationDataset(PreprocessedItems):
         return s.image, s.mask
 
     def __getitem__(self, index: int):
-        return self.make_item(*self.read_raw(index), index)
+        return self.item(index)

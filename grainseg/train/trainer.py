@@ -582,7 +582,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
                 "it was made", flush=True)
             cfg = dataclasses.replace(cfg, epoch_items=0)
     draws = epoch_draws(cfg.epoch_items, len(train_ds))
-    epoch_ds = EpochDraws(train_ds, draws) if draws > 1 else train_ds
+    epoch_ds = EpochDraws(train_ds, draws)  # one draw: the training set's own items, as without it
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                  **({"fused": True} if fused else {}))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
