@@ -51,13 +51,19 @@ RECIPES: Dict[str, List[str]] = {
 }
 # Recipes named "defaults...": `grainseg finetune` as a user runs it, at its defaults of 2026-12-07 (30 epochs,
 # patience 10, the encoder frozen 2 epochs, BCE, batch 2, 128 px crops) on a folder holding only the one
-# training image (no repeated links), plus the options listed.
+# training image (no repeated links), plus the options listed.  Every recipe names --boundary-grow, whose
+# default became "auto" after these runs (the masks as drawn before: 0).
 PLAIN: Dict[str, List[str]] = {
-    "defaults": ["--epoch-items", "0"],  # as shipped before --epoch-items existed
-    "defaults-ei64": ["--epoch-items", "64"],
-    "defaults-ei64-dicece": ["--epoch-items", "64", "--loss", "dicece"],
-    "defaults-ei16": ["--epoch-items", "16"],
-    "defaults-ei16-dicece": ["--epoch-items", "16", "--loss", "dicece"],
+    "defaults": ["--epoch-items", "0", "--boundary-grow", "0"],  # as shipped before --epoch-items existed
+    "defaults-ei64": ["--epoch-items", "64", "--boundary-grow", "0"],
+    "defaults-ei64-dicece": ["--epoch-items", "64", "--loss", "dicece", "--boundary-grow", "0"],
+    "defaults-ei16": ["--epoch-items", "16", "--boundary-grow", "0"],
+    "defaults-ei16-dicece": ["--epoch-items", "16", "--loss", "dicece", "--boundary-grow", "0"],
+    # the labels' lines widened to the ~9 px bands the default learnt: what --boundary-grow auto picks for
+    # these images (OM 3.5 px at the 352 px input: +3 px a side; FESEM 4.8-5.8 px: +2), against the thinned
+    # boundaries and merged grains of fine-tuning on thin lines; the defaults since 2026-12-07 (session 17)
+    "defaults-ei64-grow2": ["--epoch-items", "64", "--boundary-grow", "2"],
+    "defaults-ei64-grow3": ["--epoch-items", "64", "--boundary-grow", "3"],
 }
 RECIPES.update(PLAIN)
 DIRECTIONS = {"select": (0, 1), "report": (1, 0)}  # (training image, held-out image)

@@ -45,7 +45,7 @@ DEFAULT_INIT = "grainseg/vmunet-aspp-small-exone316l"
 #: ``grainseg finetune``'s defaults (small data, a pretrained start); everything else as ``train``.
 FINETUNE_DEFAULTS = dict(init=DEFAULT_INIT, split="auto", val_fraction=0.2, lr=1e-4, schedule="cosine",
                          epochs=30, patience=10, batch_size=2, crop_size=[128, 128], freeze_encoder_epochs=2,
-                         epoch_items=64)
+                         epoch_items=64, boundary_grow="auto")
 
 FINETUNE_DOC = """``grainseg finetune``: adapt a pretrained model to a handful of your own labelled micrographs.
 
@@ -53,7 +53,8 @@ FINETUNE_DOC = """``grainseg finetune``: adapt a pretrained model to a handful o
 grainseg/vmunet-aspp-small-exone316l), --lr 1e-4 with a cosine schedule over --epochs 30, the encoder
 frozen for the first 2 epochs (--freeze-encoder-epochs), random 128x128 crops of the resized images,
 at least 64 of them an epoch (--epoch-items: a few images are each drawn several times, every draw its
-own crop), the usual flips / rotations / brightness-contrast, and 20 % of the images (at least one) held out for
+own crop), the masks' boundary lines widened to the band width the --init model learnt (--boundary-grow
+auto), the usual flips / rotations / brightness-contrast, and 20 % of the images (at least one) held out for
 validation when DATA/splits.json does not exist (--val-fraction, seeded by --split-seed).
 
 Example (images/ + masks/ with the same file stems; white boundary lines on black)::
@@ -113,6 +114,12 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
                    help="at least N training items per epoch: fewer images are each drawn several times an epoch, "
                         "every draw with its own augmentation and crop (0: each image once)"
                         + (f"; default {d['epoch_items']}" if "epoch_items" in d else ""))
+    p.add_argument("--boundary-grow", type=_grow, default=d.get("boundary_grow", 0), metavar="PX|auto",
+                   help="widen every mask's boundaries by PX pixels of the network input on each side before "
+                        "training (and validation): for labels drawn with thinner lines than the --init model "
+                        "learnt (the bundled default: bands about 9 px wide at its 352 px input); auto: to the "
+                        "--init model's band width; 0: as drawn"
+                        + (f"; default {d['boundary_grow']}" if "boundary_grow" in d else ""))
     p.add_argument("--input-size", type=_size, default=None, help="override the model's input size (default 256x256)")
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="mixed precision: float16 autocast on CUDA (auto: on), bfloat16 autocast on the CPU "
@@ -145,6 +152,19 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     return p
 
 
+def _grow(text: str):
+    """--boundary-grow: 'auto' or pixels (an int >= 0)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        px = int(text)
+    except ValueError:
+        px = -1
+    if px < 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or pixels (an int >= 0), got {text!r}")
+    return px
+
+
 def _val_fraction(args: argparse.Namespace):
     """--val-fraction, else finetune's default hold-out, which applies only where no named split is asked
     for (an explicit --split brings its own val list)."""
@@ -167,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress, init=args.init, freeze_encoder_epochs=args.freeze_encoder_epochs,
         val_fraction=_val_fraction(args), split_seed=args.split_seed, augment_extra=args.augment_extra,
         select_on=args.select_on, fused_adam=not args.loop_adam, epoch_items=args.epoch_items,
+        boundary_grow=args.boundary_grow,
     )
     summary = train(cfg)
     import os

@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from .io import IMAGE_EXTENSIONS, check_mask_threshold, mask_from_array, mask_full_scale, read_image, read_mask
 from .preprocessing import normalize_preprocessing
-from .transforms import PairedAugment, image_to_input, mask_to_target
+from .transforms import PairedAugment, boundary_width, check_boundary_grow, grow_boundary, image_to_input, mask_to_target
 
 __all__ = ["LAYOUTS", "SegmentationDataset", "EpochDraws", "epoch_draws", "find_pairs", "load_splits", "detect_layout",
            "random_crop", "image_size"]
@@ -153,7 +153,10 @@ class PreprocessedItems:
     """What both datasets share: the ``preprocessing`` record, normalised once when it is set, and the
     item built from a raw image and mask (preprocessed, then augmented and cropped with a generator
     seeded from (seed, epoch, index)).  Needs ``in_chans``, ``augment``, ``crop_size``, ``seed``,
-    ``epoch`` and ``names``."""
+    ``epoch`` and ``names``; ``boundary_grow`` (px, default 0) widens the targets' boundaries
+    (:func:`~grainseg.data.transforms.grow_boundary`) after the resize to the network input."""
+
+    boundary_grow: int = 0
 
     @property
     def preprocessing(self) -> Dict[str, Any]:
@@ -167,10 +170,20 @@ class PreprocessedItems:
         """``draw``: which of an epoch's repeated draws of the image this is (:class:`EpochDraws`); each
         draw gets its own augmentation and crop (draw 0 keeps the (seed, epoch, index) stream)."""
         x = image_to_input(image, self._preprocessing, self.in_chans)[0]
-        m = mask_to_target(mask, self._preprocessing)
+        m = self.target(mask)
         key = (self.seed, self.epoch, index) if draw == 0 else (self.seed, self.epoch, index, draw)
         x, m = augment_item(x, m, self.augment, self.crop_size, key)
         return {"image": x, "mask": m, "name": self.names[index], "index": index}
+
+    def target(self, mask: Any) -> Tensor:
+        """A raw {0, 1} mask as the network's (1, H', W') target: resized, boundaries grown, not augmented."""
+        return grow_boundary(mask_to_target(mask, self._preprocessing), self.boundary_grow)
+
+    def boundary_width(self, limit: int = 64) -> Optional[float]:
+        """Mean boundary band width of the targets in network-input pixels (grown by ``boundary_grow``;
+        :func:`~grainseg.data.transforms.boundary_width`), over at most ``limit`` masks evenly spread."""
+        idx = sorted({int(i) for i in np.linspace(0, len(self) - 1, min(len(self), limit))}) if len(self) else []
+        return boundary_width(self.target(self.read_raw(i)[1]) for i in idx)
 
     def item(self, index: int, draw: int = 0) -> Dict[str, Any]:
         """Item ``index``, its ``draw``-th draw of the epoch: read, then built (the caller checks the index)."""
@@ -202,6 +215,7 @@ class SegmentationDataset(PreprocessedItems, Dataset):
         polarity: str = "grain",
         seed: int = 0,
         select: Optional[Sequence[str]] = None,
+        boundary_grow: int = 0,
     ) -> None:
         self.root = Path(root)
         self.layout = detect_layout(self.root) if layout == "auto" else layout
@@ -244,6 +258,7 @@ class SegmentationDataset(PreprocessedItems, Dataset):
         self.crop_size = None if crop_size is None else (int(crop_size[0]), int(crop_size[1]))
         self.threshold, self.polarity = check_mask_threshold(threshold), polarity
         self.seed, self.epoch = int(seed), 0
+        self.boundary_grow = check_boundary_grow(boundary_grow)
 
     def __len__(self) -> int:
         return len(self.names)

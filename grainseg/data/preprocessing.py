@@ -5,7 +5,9 @@ normalisation (:data:`NORMALIZATIONS`; ``"minmax"`` is per-image min-max to [0, 
 network's training input size and the size of the training images before resizing (filled in by the
 trainer).  The trainer also records ``grain_intercept_px``, the mean lineal intercept of the training
 masks in network-input pixels, which ``rescale="auto"`` of :func:`grainseg.inference.predict_proba`
-matches (optional: older models lack it).  :func:`normalize_preprocessing` fills in the defaults and
+matches, and ``boundary_width_px``, the mean width of the training masks' boundary bands in
+network-input pixels, which ``grainseg finetune --boundary-grow auto`` widens thinner labels to (both
+optional: older models lack them).  :func:`normalize_preprocessing` fills in the defaults and
 validates it; models, datasets and the trainer normalise a record where it enters them, and the
 preprocessing functions of :mod:`grainseg.data.transforms` read it.
 """
@@ -49,11 +51,12 @@ def normalize_preprocessing(preprocessing: Optional[Mapping[str, Any]]) -> Dict[
                          f"got {out['normalize']!r}")
     out["input_size"] = _check_size_pair(out["input_size"], "input_size")
     out["train_image_size"] = _check_size_pair(out["train_image_size"], "train_image_size")
-    g = out.get("grain_intercept_px")
-    if g is not None:
-        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0:
-            raise ValueError(f"preprocessing['grain_intercept_px'] must be None or a positive number of px, got {g!r}")
-        out["grain_intercept_px"] = float(g)
+    for key in ("grain_intercept_px", "boundary_width_px"):
+        g = out.get(key)
+        if g is not None:
+            if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g <= 0:
+                raise ValueError(f"preprocessing[{key!r}] must be None or a positive number of px, got {g!r}")
+            out[key] = float(g)
     return out
 
 

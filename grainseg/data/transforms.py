@@ -15,7 +15,7 @@ inversion, greyscale, colour jitter, gamma, blur, noise and JPEG artefacts.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ __all__ = [
     "preprocess_mask",
     "image_to_input",
     "mask_to_target",
+    "grow_boundary",
+    "check_boundary_grow",
+    "boundary_width",
     "PairedAugment",
     "EXTRA_AUGMENTATIONS",
     "parse_extra",
@@ -165,6 +168,55 @@ def mask_to_target(mask: ArrayLike, prep: Mapping[str, Any]) -> Tensor:
     if prep["input_size"] is not None:
         m = resize_mask(m, prep["input_size"])
     return m
+
+
+def check_boundary_grow(px: Any, name: str = "boundary_grow") -> int:
+    """``px`` as a boundary growth in pixels; ValueError naming ``name`` unless it is an int >= 0."""
+    if isinstance(px, bool) or not isinstance(px, (int, np.integer)) or px < 0:
+        raise ValueError(f"{name} (pixels added to each side of a label's boundaries) must be an int >= 0, "
+                         f"got {px!r}")
+    return int(px)
+
+
+def grow_boundary(mask: Tensor, px: int) -> Tensor:
+    """Widen the boundary (0) class of a {0, 1} (..., H, W) grain-interior target by ``px`` pixels on each
+    side (dilation by a disk of radius ``px``; beyond the border counts as grain).
+
+    For labels drawn with thinner lines than a model learnt: fine-tuning on 3 px lines teaches a model
+    trained on 9 px bands to draw thin, gappy boundaries, and a gap merges two grains.  ``px`` = 0 returns
+    ``mask`` itself."""
+    px = check_boundary_grow(px, "px")
+    if not torch.is_tensor(mask) or mask.dim() < 2:
+        raise ValueError(f"mask must be a (..., H, W) tensor, got {type(mask).__name__}"
+                         f"{'' if not torch.is_tensor(mask) else ' of shape ' + str(tuple(mask.shape))}")
+    if px == 0:
+        return mask
+    r = torch.arange(-px, px + 1, dtype=torch.float32)
+    disk = ((r[:, None] ** 2 + r[None, :] ** 2) <= px * px + px).to(torch.float32)  # px^2 + px: a round disk
+    shape = mask.shape
+    boundary = (mask.reshape(-1, 1, *shape[-2:]) <= 0.5).to(torch.float32)
+    grown = F.conv2d(boundary, disk[None, None], padding=px) > 0.5
+    return (~grown).to(mask.dtype).reshape(shape)
+
+
+def boundary_width(masks: Iterable[ArrayLike]) -> Optional[float]:
+    """Mean width in pixels of the boundary (0) class of {0, 1} grain-interior masks (each (H, W) or
+    (1, H, W)): its area over the length of its skeleton, pooled over the masks.  None when they hold no
+    boundary.  The bundled default learnt bands about 9 px wide at its 352 px input; lines drawn with a
+    1-pixel pen and resized measure 2-5 px."""
+    from skimage.morphology import skeletonize
+
+    area = length = 0
+    for m in masks:
+        m = np.asarray(m.detach().cpu() if torch.is_tensor(m) else m)
+        if m.ndim == 3 and m.shape[0] == 1:
+            m = m[0]
+        if m.ndim != 2:
+            raise ValueError(f"masks must be (H, W) or (1, H, W), got shape {m.shape}")
+        b = m <= 0.5
+        area += int(b.sum())
+        length += int(skeletonize(b).sum()) if b.any() else 0
+    return area / length if length else None
 
 
 def _rotate(x: Tensor, angle_deg: float, mode: str) -> Tensor:

@@ -50,7 +50,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -75,7 +75,11 @@ SCHEDULES = ("constant", "cosine")
 RESUME_FIXED = ("model", "model_kwargs", "data", "split", "splits_file", "layout", "polarity", "threshold",
                 "batch_size", "lr", "weight_decay", "loss", "schedule", "warmup_epochs", "seed", "augment",
                 "crop_size", "input_size", "init", "freeze_encoder_epochs", "val_fraction", "split_seed",
-                "augment_extra", "select_on", "fused_adam", "epoch_items")
+                "augment_extra", "select_on", "fused_adam", "epoch_items",
+                "boundary_grow")
+#: fields added later, with the value a checkpoint written before them was made with (a resume that sets
+#: another value is refused like any change of a fixed field)
+MADE_WITHOUT = {"boundary_grow": 0}
 #: What chooses the best checkpoint (and drives early stopping): the validation loss (lower is better)
 #: or, higher being better, the validation Dice or boundary F1 (2 px, at the network resolution).
 SELECT_ON = ("val_loss", "val_dice", "val_boundary_f1")
@@ -126,6 +130,11 @@ class TrainConfig:
     #: epoch, every draw with its own augmentation and crop (:class:`~grainseg.data.datasets.EpochDraws`);
     #: 0: each image once
     epoch_items: int = 0
+    #: widen the boundaries of every training and validation mask by this many network-input pixels on
+    #: each side (:func:`~grainseg.data.transforms.grow_boundary`): for labels drawn with thinner lines
+    #: than the ``init`` model learnt; ``"auto"``: half the difference between the band width the
+    #: starting model learnt (``preprocessing["boundary_width_px"]``) and the masks', rounded; 0: as drawn
+    boundary_grow: Union[int, str] = 0
     input_size: Optional[List[int]] = None
     amp: str = "auto"
     device: str = "auto"
@@ -168,11 +177,13 @@ class TrainConfig:
         positive_int("checkpoint_every", allow_zero=True)
         positive_int("freeze_encoder_epochs", allow_zero=True)
         positive_int("epoch_items", allow_zero=True)
+        from grainseg.data.transforms import check_boundary_grow, parse_extra
+
+        if self.boundary_grow != "auto":
+            check_boundary_grow(self.boundary_grow, "boundary_grow (an int >= 0 or 'auto')")
         if self.val_fraction is not None and not (isinstance(self.val_fraction, (int, float))
                                                   and 0 < self.val_fraction < 1):
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        from grainseg.data.transforms import parse_extra
-
         self.augment_extra = list(parse_extra(self.augment_extra))
         if self.augment_extra and not self.augment:
             raise ValueError("augment_extra needs augment=True (drop --no-augment)")
@@ -248,7 +259,7 @@ def _recorded_config(cfg: "TrainConfig") -> Dict[str, Any]:
 def _resume_changes(cfg: "TrainConfig", ckpt: Dict[str, Any], names: Dict[str, List[str]], path: Path) -> Dict[str, list]:
     """Check a resumed run against its checkpoint: ValueError naming every fixed field that differs;
     returns the changeable fields that differ, as {field: [checkpoint value, new value]}."""
-    old = ckpt["config"]
+    old = {**MADE_WITHOUT, **ckpt["config"]}
     new = _recorded_config(cfg)
     fixed = RESUME_FIXED + (("epochs",) if cfg.schedule == "cosine" else ())
     bad = [f"{k} {old.get(k)!r} -> {new[k]!r}" for k in fixed if k in old and old[k] != new[k]]
@@ -386,13 +397,15 @@ def _make_datasets(cfg: TrainConfig, prep: Dict[str, Any], in_chans: int) -> tup
         train_ds = SyntheticSegmentationDataset(n, size, render_seed=cfg.split_seed, augment=augment,
                                                 crop_size=cfg.crop_size, **kw)
         val_ds = SyntheticSegmentationDataset(max(1, n // 10), size, render_seed=cfg.split_seed + 1_000_003, **kw)
+        train_ds.boundary_grow = val_ds.boundary_grow = 0 if cfg.boundary_grow == "auto" else cfg.boundary_grow
         return train_ds, val_ds, {"split": None, "synthetic": {"train": n, "val": len(val_ds), "size": list(size),
                                                                "render_seed": cfg.split_seed},
                                   "val_is_train": False, "note": None}
     how = _resolve_split(cfg)
     split = how["split"]
     common = dict(layout=cfg.layout, splits_file=cfg.splits_file, in_chans=in_chans,
-                  threshold=cfg.threshold, polarity=cfg.polarity, seed=cfg.seed)
+                  threshold=cfg.threshold, polarity=cfg.polarity, seed=cfg.seed,
+                  boundary_grow=0 if cfg.boundary_grow == "auto" else cfg.boundary_grow)
     record: Dict[str, Any] = {"split": split, "val_fraction": None, "note": how["note"]}
     if how["holdout"]:
         from grainseg.train.finetune import holdout_split
@@ -504,6 +517,35 @@ def _warn_suspicious_masks(subset: str, ds: SegmentationDataset, warn: bool) -> 
                 UserWarning, stacklevel=3)
 
 
+def _boundary_grow(cfg: TrainConfig, prep: Dict[str, Any], train_ds: Any, say) -> int:
+    """The boundary growth in px: ``cfg.boundary_grow``, or for ``"auto"`` half the difference between the
+    band width the starting model learnt (``prep["boundary_width_px"]``) and the training masks', rounded,
+    at least 0 (0 and a note when the starting model does not record its width).  Without ``"auto"``, a note
+    when ``auto`` would widen each side by 2 px or more."""
+    learnt = prep.get("boundary_width_px")
+    if cfg.boundary_grow == "auto" and learnt is None:
+        say(f"note: boundary growth (auto) widens the masks' boundaries to the width the starting model learnt, but "
+            f"{'--init ' + str(cfg.init) if cfg.init else 'the model'} does not record it (preprocessing"
+            "['boundary_width_px'], which the trainer writes since 2026-12-07): the masks are used as drawn; pass "
+            "--boundary-grow PX to widen them", flush=True)
+        return 0
+    if learnt is None or (cfg.boundary_grow != "auto" and cfg.boundary_grow > 0):
+        return int(cfg.boundary_grow)
+    drawn = train_ds.boundary_width()  # not grown yet
+    if drawn is None:
+        return 0
+    px = max(0, round((learnt - drawn) / 2))
+    if cfg.boundary_grow == "auto":
+        say(f"boundary growth (auto): the training masks' boundaries are {drawn:.1f} px wide at the network input "
+            f"and the starting model learnt {learnt:.1f} px: widening each side by {px} px", flush=True)
+        return px
+    if px >= 2:
+        say(f"note: the training masks' boundaries are {drawn:.1f} px wide at the network input, the starting model "
+            f"learnt {learnt:.1f} px bands; --boundary-grow auto would widen each side by {px} px (see "
+            "docs/finetune.md)", flush=True)
+    return 0
+
+
 def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistInfo) -> Dict[str, Any]:
     device = _device(cfg.device, info)
     out = Path(cfg.out)
@@ -549,6 +591,8 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     _check_inputs(cfg, train_ds, prep, in_chans, init_info)
     for subset, ds in (("training", train_ds), ("validation", val_ds)):
         _warn_suspicious_masks(subset, ds, info.is_main)
+    grow = _boundary_grow(cfg, prep, train_ds, say)
+    train_ds.boundary_grow = val_ds.boundary_grow = grow
     freezer = None
     if cfg.freeze_encoder_epochs > 0:
         from grainseg.train.finetune import EncoderFreeze
@@ -560,6 +604,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     from grainseg.inference.rescale import training_intercept  # the grain size rescale="auto" matches
 
     prep["grain_intercept_px"] = training_intercept(train_ds, prep.get("input_size"))
+    prep["boundary_width_px"] = train_ds.boundary_width()  # the band width this model learns (grown)
     if hasattr(base, "preprocessing"):
         from grainseg.data.preprocessing import normalize_preprocessing
 
@@ -645,7 +690,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
                   "amp": str(amp_dtype).replace("torch.", "") if use_amp else False, "preprocessing": train_ds.preprocessing,
                   "num_parameters": sum(p.numel() for p in model.parameters()),
                   "train_images": len(train_ds), "val_images": len(val_ds), "epoch_draws": draws,
-                  "split_used": split_record,
+                  "boundary_grow_px": grow, "split_used": split_record,
                   "init": None if init_info is None else {k: init_info[k] for k in (
                       "id", "sha256", "architecture", "head_reinitialised")}}
     card_kwargs = {} if init_info is None else {

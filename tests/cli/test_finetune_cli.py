@@ -18,9 +18,13 @@ def test_finetune_defaults_are_the_small_data_ones():
     assert args.schedule == "cosine" and args.lr == 1e-4 and args.freeze_encoder_epochs == 2
     assert args.crop_size == [128, 128] and args.augment_extra == "" and args.max_pixels is None
     assert args.epoch_items == 64
+    assert args.boundary_grow == "auto"
+    assert build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--boundary-grow", "3"]).boundary_grow == 3
+    assert build_parser().parse_args(["finetune", "--data", "d", "--out", "o", "--boundary-grow", "auto"]).boundary_grow == "auto"
     plain = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
     assert plain.init is None and plain.split == "paper" and plain.freeze_encoder_epochs == 0
     assert plain.epoch_items == 0
+    assert plain.boundary_grow == 0
     assert _val_fraction(plain) is None and plain.model is None
 
 
@@ -56,6 +60,9 @@ def test_cli_errors_of_the_finetune_options(tmp_path, capsys):
     base = ["--data", str(data), "--out", str(tmp_path / "o"), "--no-progress", "--epochs", "1"]
     assert main(["finetune", *base, "--augment-extra", "sharpen"], catch_errors=True) == 2
     assert "unknown extra augmentation" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["finetune", *base, "--boundary-grow", "-1"])
+    assert "expected 'auto' or pixels (an int >= 0), got '-1'" in capsys.readouterr().err
     assert main(["finetune", *base, "--model", "unet"], catch_errors=True) == 2
     assert "drop --model" in capsys.readouterr().err
     assert main(["finetune", *base, "--init", str(tmp_path / "missing")], catch_errors=True) == 2

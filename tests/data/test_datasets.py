@@ -133,3 +133,17 @@ def test_epoch_draws_repeat_a_small_set_with_fresh_augmentation(tmp_path):
         draws[3 * n]
     with pytest.raises(ValueError, match="draws"):
         EpochDraws(ds, 0)
+
+
+def test_boundary_grow_widens_the_target_boundaries_after_the_resize(tmp_path):
+    from grainseg.data.transforms import grow_boundary
+
+    root = write_tiny_exone(tmp_path / "d")
+    plain = SegmentationDataset(root, "paper", "train", preprocessing=PREP)
+    grown = SegmentationDataset(root, "paper", "train", preprocessing=PREP, boundary_grow=1)
+    assert plain.boundary_grow == 0 and grown.boundary_grow == 1
+    m0, m1 = plain[0]["mask"], grown[0]["mask"]
+    assert 0 < m1.sum() < m0.sum() and torch.equal(m1, grow_boundary(m0, 1))
+    assert torch.equal(plain[0]["image"], grown[0]["image"])
+    with pytest.raises(ValueError, match="boundary_grow .* must be an int >= 0, got -2"):
+        SegmentationDataset(root, "paper", "train", boundary_grow=-2)

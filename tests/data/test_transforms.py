@@ -92,3 +92,41 @@ def test_augment_rejects_bad_arguments():
         PairedAugment(hflip=1.5)
     with pytest.raises(ValueError, match="share"):
         PairedAugment()(torch.zeros(3, 8, 8), torch.zeros(1, 8, 9))
+
+
+def test_grow_boundary_widens_the_boundary_class_by_a_disk_of_radius_px():
+    from grainseg.data.transforms import grow_boundary
+
+    line = torch.ones(1, 20, 20)
+    line[0, 10, :] = 0  # a 1 px boundary line
+    grown = grow_boundary(line, 2)
+    assert grown.shape == line.shape and grown.dtype == line.dtype
+    assert ((1 - grown[0]).sum(0) == 5).all()  # 1 + 2 px on each side, in every column
+    assert torch.equal((1 - grown[0])[:, 7].nonzero().flatten(), torch.arange(8, 13))
+    dot = torch.ones(15, 15)
+    dot[7, 7] = 0
+    # a round disk, not the 5x5 square: the 21 pixels with x^2 + y^2 <= 6
+    assert int((1 - grow_boundary(dot, 2)).sum()) == 21 and grow_boundary(dot, 2)[5, 5] == 1
+    corner = torch.ones(2, 1, 8, 8)  # batch dims kept; the border is not boundary (no wrap-around)
+    corner[..., 0, 0] = 0
+    out = grow_boundary(corner, 1)
+    assert out.shape == (2, 1, 8, 8) and int((1 - out[0, 0]).sum()) == 4 and out[0, 0, 7, 7] == 1
+    assert grow_boundary(torch.ones(1, 6, 6), 3).all()  # no boundary: nothing grows
+    assert grow_boundary(line, 0) is line
+
+
+@pytest.mark.parametrize("px", [-1, 1.5, True, "2"])
+def test_grow_boundary_rejects_a_bad_width_naming_it(px):
+    from grainseg.data.transforms import grow_boundary
+
+    with pytest.raises(ValueError, match=r"px \(pixels added to each side"):
+        grow_boundary(torch.ones(4, 4), px)
+
+
+def test_grow_boundary_rejects_a_non_image():
+    from grainseg.data.transforms import grow_boundary
+
+    with pytest.raises(ValueError, match=r"mask must be a \(\.\.\., H, W\) tensor, got ndarray"):
+        grow_boundary(np.ones((4, 4)), 1)
+    with pytest.raises(ValueError, match=r"of shape \(4,\)"):
+        grow_boundary(torch.ones(4), 1)

@@ -41,6 +41,8 @@ def test_two_step_run_writes_checkpoint_metrics_and_reloads(tiny_data, tmp_path)
 
     expect = training_intercept(SegmentationDataset(tiny_data, "paper", "train"), [TINY_SIZE, TINY_SIZE])
     assert expect is not None and model.preprocessing["grain_intercept_px"] == pytest.approx(expect)
+    width = SegmentationDataset(tiny_data, "paper", "train", preprocessing=model.preprocessing).boundary_width()
+    assert width is not None and model.preprocessing["boundary_width_px"] == pytest.approx(width)
     card = (out / "best" / "README.md").read_text()
     assert "exone" in card and "val_loss" in card
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -222,3 +224,48 @@ def test_resume_of_a_checkpoint_from_before_epoch_items_keeps_one_draw(tiny_data
     assert "predates --epoch-items" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
     assert m["config"]["epoch_items"] == 0 and m["epoch_draws"] == 1
+
+
+def test_boundary_grow_is_recorded_and_fixed_on_resume(tiny_data, tmp_path):
+    out = tmp_path / "grown"
+    train(_cfg(tiny_data, out, epochs=1, boundary_grow=1), model=tiny_model())
+    assert json.loads((out / "metrics.json").read_text())["config"]["boundary_grow"] == 1
+    with pytest.raises(ValueError, match="boundary_grow 1 -> 0"):
+        train(_cfg(tiny_data, out, epochs=2, resume=True), model=tiny_model())
+    with pytest.raises(ValueError, match="boundary_grow .* must be an int >= 0"):
+        train(_cfg(tiny_data, tmp_path / "bad", boundary_grow=-1), model=tiny_model())
+    old = tmp_path / "old"  # a checkpoint from before the option was made with the masks as drawn
+    train(_cfg(tiny_data, old, epochs=1), model=tiny_model())
+    ckpt = torch.load(old / "checkpoint.pt", weights_only=True)
+    del ckpt["config"]["boundary_grow"]
+    torch.save(ckpt, old / "checkpoint.pt")
+    with pytest.raises(ValueError, match="boundary_grow 0 -> 2"):
+        train(_cfg(tiny_data, old, epochs=2, resume=True, boundary_grow=2), model=tiny_model())
+    train(_cfg(tiny_data, old, epochs=2, resume=True), model=tiny_model())
+    assert json.loads((old / "metrics.json").read_text())["config"]["boundary_grow"] == 0
+
+
+def test_boundary_grow_auto_widens_the_masks_to_the_band_width_the_start_model_learnt(tiny_data, tmp_path, capsys):
+    from grainseg.data.datasets import SegmentationDataset
+
+    drawn = SegmentationDataset(tiny_data, "paper", "train", preprocessing={"input_size": [32, 32]}).boundary_width()
+    learnt = drawn + 4.2  # bands 4.2 px wider than the masks': 2 px a side
+
+    def start():
+        return tiny_model(preprocessing={"input_size": [32, 32], "boundary_width_px": learnt})
+
+    train(_cfg(tiny_data, tmp_path / "auto", boundary_grow="auto"), model=start())
+    assert "widening each side by 2 px" in capsys.readouterr().out
+    m = json.loads((tmp_path / "auto" / "metrics.json").read_text())
+    assert m["boundary_grow_px"] == 2 and m["config"]["boundary_grow"] == "auto"
+    grown = SegmentationDataset(tiny_data, "paper", "train", preprocessing={"input_size": [32, 32]},
+                                boundary_grow=2).boundary_width()
+    assert m["preprocessing"]["boundary_width_px"] == pytest.approx(grown) and grown > drawn + 2
+    train(_cfg(tiny_data, tmp_path / "asis"), model=start())  # not asked: a note, the masks as drawn
+    assert "--boundary-grow auto would widen each side by 2 px" in capsys.readouterr().out
+    assert json.loads((tmp_path / "asis" / "metrics.json").read_text())["boundary_grow_px"] == 0
+    train(_cfg(tiny_data, tmp_path / "none", boundary_grow="auto"), model=tiny_model())  # nothing to match
+    assert "does not record it (preprocessing['boundary_width_px']" in capsys.readouterr().out
+    assert json.loads((tmp_path / "none" / "metrics.json").read_text())["boundary_grow_px"] == 0
+    with pytest.raises(ValueError, match="boundary_grow .an int >= 0 or 'auto'. .* got 'wide'"):
+        train(_cfg(tiny_data, tmp_path / "bad", boundary_grow="wide"), model=tiny_model())
