@@ -34,15 +34,14 @@ def add_instance_args(p: argparse.ArgumentParser) -> None:
                         f"(default: {DEFAULT_DIRECT_LINK})")
 
 
+_INSTANCE_PARAMS = ("method", "threshold", "core", "sigma", "min_core_frac", "min_grain_area", "watershed")
+
+
 def instance_kwargs(args: argparse.Namespace) -> Dict[str, Any]:
     """Keyword arguments of GrainReport.from_probability; ValueError naming a bad option."""
-    try:
-        check_instance_params(args.method, args.threshold, args.core, args.sigma, args.min_core_frac,
-                              args.min_grain_area, args.watershed)
-    except ValueError as err:
-        name = str(err).split(" ", 1)[0]
-        raise ValueError(f"--{name.replace('_', '-')}: {str(err).split(' ', 1)[1]}") from None
-    check_direct_link(args.direct_link, args.threshold, name="--direct-link:", threshold_name="--threshold")
+    check_instance_params(args.method, args.threshold, args.core, args.sigma, args.min_core_frac, args.min_grain_area,
+                          args.watershed, names={k: "--" + k.replace("_", "-") for k in _INSTANCE_PARAMS})
+    check_direct_link(args.direct_link, args.threshold, name="--direct-link", threshold_name="--threshold")
     return {"method": args.method, "threshold": args.threshold, "core": args.core, "sigma": args.sigma,
             "min_core_frac": args.min_core_frac, "min_grain_area": args.min_grain_area, "watershed": args.watershed,
             "direct_link": args.direct_link}

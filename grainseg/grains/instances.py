@@ -21,7 +21,7 @@ planimetric and intercept G against the hand-drawn masks): threshold 0.18, water
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Tuple, Mapping, Optional
 
 import numpy as np
 
@@ -38,22 +38,29 @@ DEFAULT_INSTANCE_PARAMS: Dict[str, Any] = {
 
 
 def check_instance_params(method: str, threshold: float, core: float, sigma: float, min_core_frac: float,
-                          min_grain_area: int, distance_watershed: bool = False) -> None:
-    """Raise ValueError naming the first bad parameter."""
+                          min_grain_area: int, distance_watershed: bool = False, *,
+                          names: Optional[Mapping[str, str]] = None) -> None:
+    """Raise ValueError naming the first bad parameter.  ``names`` maps a parameter (``"method"``,
+    ``"threshold"``, ``"core"``, ``"sigma"``, ``"min_core_frac"``, ``"min_grain_area"``, ``"watershed"``) to
+    the caller's name for it (e.g. a CLI option); unmapped parameters keep their own name."""
+    def n(key: str) -> str:
+        return (names or {}).get(key, key)
+
     if method not in GRAIN_METHODS:
-        raise ValueError(f"method must be one of {', '.join(GRAIN_METHODS)}, got {method!r}")
+        raise ValueError(f"{n('method')} must be one of {', '.join(GRAIN_METHODS)}, got {method!r}")
     if distance_watershed and method != "threshold":
-        raise ValueError("watershed applies to method 'threshold' only (it splits merged interiors by a distance "
-                         f"transform); method {method!r} finds the grains without it")
+        raise ValueError(f"{n('watershed')} applies to {n('method')} 'threshold' only (it splits merged interiors by "
+                         f"a distance transform); {n('method')} {method!r} finds the grains without it")
     for name, v in (("threshold", threshold), ("core", core)):
         if not (isinstance(v, (int, float, np.floating)) and 0 < v < 1):
-            raise ValueError(f"{name} must be a probability in (0, 1), got {v!r}")
+            raise ValueError(f"{n(name)} must be a probability in (0, 1), got {v!r}")
     if not (isinstance(sigma, (int, float, np.floating)) and 0 <= sigma <= 50):
-        raise ValueError(f"sigma must be a smoothing width in pixels in [0, 50], got {sigma!r}")
+        raise ValueError(f"{n('sigma')} must be a smoothing width in pixels in [0, 50], got {sigma!r}")
     if not (isinstance(min_core_frac, (int, float, np.floating)) and 0 <= min_core_frac < 1):
-        raise ValueError(f"min_core_frac must be a fraction of the median core area in [0, 1), got {min_core_frac!r}")
+        raise ValueError(f"{n('min_core_frac')} must be a fraction of the median core area in [0, 1), "
+                         f"got {min_core_frac!r}")
     if isinstance(min_grain_area, bool) or not isinstance(min_grain_area, (int, np.integer)) or min_grain_area < 0:
-        raise ValueError(f"min_grain_area must be a non-negative int (pixels), got {min_grain_area!r}")
+        raise ValueError(f"{n('min_grain_area')} must be a non-negative int (pixels), got {min_grain_area!r}")
 
 
 def _markers(smooth: np.ndarray, core: float, min_core_frac: float, floor: int) -> np.ndarray:

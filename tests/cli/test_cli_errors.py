@@ -103,7 +103,7 @@ def test_conflicting_or_ignored_options_are_refused(tmp_path, capsys):
     assert not (tmp_path / "e.json").exists() and not (tmp_path / "v").exists()
     out = tmp_path / "p"
     assert main(["predict", str(EXAMPLE_IMAGE), "--watershed", "--out", str(out), "--quiet"]) == 2
-    assert "--watershed: applies to method 'threshold' only" in _one_error_line(capsys, "grainseg predict")
+    assert "--watershed applies to --method 'threshold' only" in _one_error_line(capsys, "grainseg predict")
     assert main(["predict", str(EXAMPLE_IMAGE), "--model", "no_such_model", "--out", str(out), "--quiet"]) == 1
     line = _one_error_line(capsys, "grainseg predict")
     assert "'no_such_model' is not a folder, a pretrained id" in line and "grainseg/vmunet-aspp" in line
@@ -160,4 +160,4 @@ def test_direct_link_is_checked_against_the_threshold(tmp_path, capsys):
 
     for bad in ("0.3", "1", "nan"):
         assert main(["predict", str(EXAMPLE_IMAGE), "--direct-link", bad, "--out", str(tmp_path / "p"), "--quiet"]) == 2
-        assert "--direct-link: must be a probability in [--threshold (0.5), 1)" in _one_error_line(capsys, "grainseg predict")
+        assert "--direct-link must be a probability in [--threshold (0.5), 1)" in _one_error_line(capsys, "grainseg predict")
