@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -546,6 +547,18 @@ def _boundary_grow(cfg: TrainConfig, prep: Dict[str, Any], train_ds: Any, say) -
     return 0
 
 
+def _check_grown(ds: Any, px: int, limit: int = 64) -> None:
+    """ValueError naming the first of up to ``limit`` training masks (evenly spread) that has grain-interior
+    pixels as drawn but none once its boundaries are widened by ``px``."""
+    for i in sorted({int(i) for i in np.linspace(0, len(ds) - 1, min(len(ds), limit))}):
+        mask = ds.read_raw(i)[1]
+        grown = ds.target(mask)
+        if not grown.any() and np.asarray(mask).any():
+            raise ValueError(f"boundary_grow {px} px leaves no grain-interior pixel in {ds.mask_path(i)} at the network "
+                             f"input ({grown.shape[-1]}x{grown.shape[-2]}): its grains are narrower than the widened "
+                             "boundaries; choose a smaller --boundary-grow (0: the masks as drawn)")
+
+
 def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistInfo) -> Dict[str, Any]:
     device = _device(cfg.device, info)
     out = Path(cfg.out)
@@ -593,6 +606,8 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
         _warn_suspicious_masks(subset, ds, info.is_main)
     grow = _boundary_grow(cfg, prep, train_ds, say)
     train_ds.boundary_grow = val_ds.boundary_grow = grow
+    if grow:
+        _check_grown(train_ds, grow)
     freezer = None
     if cfg.freeze_encoder_epochs > 0:
         from grainseg.train.finetune import EncoderFreeze

@@ -234,6 +234,9 @@ def test_boundary_grow_is_recorded_and_fixed_on_resume(tiny_data, tmp_path):
         train(_cfg(tiny_data, out, epochs=2, resume=True), model=tiny_model())
     with pytest.raises(ValueError, match="boundary_grow .* must be an int >= 0"):
         train(_cfg(tiny_data, tmp_path / "bad", boundary_grow=-1), model=tiny_model())
+    with pytest.raises(ValueError, match="boundary_grow 40 px leaves no grain-interior pixel in .*RGMask.* choose a "
+                                         "smaller --boundary-grow"):
+        train(_cfg(tiny_data, tmp_path / "wide", boundary_grow=40), model=tiny_model())
     old = tmp_path / "old"  # a checkpoint from before the option was made with the masks as drawn
     train(_cfg(tiny_data, old, epochs=1), model=tiny_model())
     ckpt = torch.load(old / "checkpoint.pt", weights_only=True)
