@@ -277,6 +277,21 @@ def evaluate_point(point: Dict[str, Any], model_spec: Optional[str]) -> Dict[str
     return out
 
 
+def store_point(record: Dict[str, Any], out: Path, pid: str, entry: Dict[str, Any]) -> None:
+    """Add a finished point to the record, write it (so a stopped run resumes after it), print its line."""
+    record["points"][pid] = entry
+    write_json(out, record, indent=2)
+
+    def g(key: str, spec: str = ".3f") -> str:
+        return "n/a" if entry.get(key) is None else format(entry[key], spec)
+
+    print(f"   {pid}: Dice {g('dice', '.4f')} BF1 {g('boundary_f1')} |dG| plan {g('abs_dG_planimetric')} int "
+          f"{g('abs_dG_intercept')} (bias {g('bias_dG_planimetric', '+.3f')} / {g('bias_dG_intercept', '+.3f')}) "
+          f"grains {entry['grains_pred']}/{entry['grains_true']}; train {g('train_cpu_s', '.0f')} s CPU "
+          f"({g('train_wall_s', '.0f')} s wall, {g('steps', 'd')} steps, best epoch {entry.get('best_epoch')}), eval "
+          f"{g('eval_cpu_s', '.0f')} s CPU ({g('eval_wall_s', '.0f')} s wall)", flush=True)
+
+
 def machine_info_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
@@ -453,16 +468,7 @@ def main() -> None:
                 timing = train_point(point, run)
                 entry = {**point, **timing}
                 entry.update(evaluate_point(point, str(run / "train" / "best")))
-            record["points"][pid] = entry
-            write_json(out, record, indent=2)
-            def g(key: str, spec: str = ".3f") -> str:
-                return "n/a" if entry.get(key) is None else format(entry[key], spec)
-
-            print(f"   {pid}: Dice {g('dice', '.4f')} BF1 {g('boundary_f1')} |dG| plan "
-                  f"{g('abs_dG_planimetric')} int {g('abs_dG_intercept')} grains "
-                  f"{entry['grains_pred']}/{entry['grains_true']}; train {entry['train_cpu_s']:.0f} s CPU "
-                  f"({entry['train_wall_s']:.0f} s wall, {entry['steps']} steps, {entry['epochs']} epochs), eval "
-                  f"{entry['eval_cpu_s']:.0f} s CPU ({entry['eval_wall_s']:.0f} s wall)", flush=True)
+            store_point(record, out, pid, entry)
             plot(record, Path(args.plot))
     write_json(out, record, indent=2)
     plot(record, Path(args.plot))

@@ -163,12 +163,7 @@ def main() -> None:
                     run = Path(args.runs) / pid.replace("/", "_")
                     entry = {**point, **train(point, run)}
                     entry.update(lc.evaluate_point(point, str(run / "train" / "best")))
-                record["points"][pid] = entry
-                write_json(out, record, indent=2)
-                print(f"   {pid}: Dice {entry['dice']:.4f} BF1 {entry['boundary_f1']:.3f} |dG| plan "
-                      f"{_f(entry['abs_dG_planimetric'])} int {_f(entry['abs_dG_intercept'])} grains "
-                      f"{entry['grains_pred']}/{entry['grains_true']}; train {entry['train_cpu_s']:.0f} s CPU, "
-                      f"{entry['steps']} steps, best epoch {entry['best_epoch']}", flush=True)
+                lc.store_point(record, out, pid, entry)
     print(table(record))
 
 

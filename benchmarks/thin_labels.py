@@ -125,12 +125,7 @@ def main() -> None:
                 entry = {**point, **lc.train_point({**point, "set": "thin"}, run, command=command, build=build)}
                 entry["boundary_grow_px"] = json.loads((run / "train" / "metrics.json").read_text()).get("boundary_grow_px")
                 entry.update(lc.evaluate_point(point, str(run / "train" / "best")))
-            record["points"][pid] = entry
-            write_json(out, record, indent=2)
-            print(f"   {pid}: |dG| plan {entry['abs_dG_planimetric']:.3f} int {entry['abs_dG_intercept']:.3f} "
-                  f"bias {entry['bias_dG_planimetric']:+.3f} / {entry['bias_dG_intercept']:+.3f} grains "
-                  f"{entry['grains_pred']}/{entry['grains_true']} tile Dice {entry['dice']:.4f} BF1 "
-                  f"{entry['boundary_f1']:.3f}", flush=True)
+            lc.store_point(record, out, pid, entry)
     print(table(record))
 
 

@@ -130,3 +130,19 @@ def test_grow_boundary_rejects_a_non_image():
         grow_boundary(np.ones((4, 4)), 1)
     with pytest.raises(ValueError, match=r"of shape \(4,\)"):
         grow_boundary(torch.ones(4), 1)
+
+
+def test_thin_labels_benchmark_thins_bands_to_3px_lines_that_still_close_the_grains():
+    from scipy.ndimage import label
+
+    from tests.helpers.benchmarks import load_benchmark
+
+    from grainseg.data.synthetic import make_micrograph
+    from grainseg.data.transforms import boundary_width
+
+    thin_labels = load_benchmark("thin_labels")
+    m = make_micrograph((128, 128), n_grains=12, boundary_width=9.0, seed=3).mask.astype(np.uint8)
+    thin = thin_labels.thin_mask(m)
+    assert boundary_width([m]) > 7 and 2.5 < boundary_width([thin]) < 4  # 3 px lines; junctions add a little
+    assert thin.dtype == np.uint8 and thin.sum() > m.sum()
+    assert label(thin)[1] == label(m)[1]  # the same grains, none merged by the thinning
