@@ -48,12 +48,17 @@ RECIPES: Dict[str, List[str]] = {
 }
 
 
-def thin_mask(mask: np.ndarray) -> np.ndarray:
-    """A {0, 1} grain-interior mask with its boundary bands replaced by 3 px lines (skeleton, 3 x 3 dilation)."""
+def thin_mask(mask: np.ndarray, pad: int = 16) -> np.ndarray:
+    """A {0, 1} grain-interior mask with its boundary bands replaced by 3 px lines (skeleton, 3 x 3 dilation).
+
+    The bands are extended beyond the border (edge padding) before skeletonising: a skeleton stops about half
+    a band width short of the end of a band, which would open a gap at the border and merge the grains on
+    either side."""
     from scipy.ndimage import binary_dilation
     from skimage.morphology import skeletonize
 
-    lines = binary_dilation(skeletonize(mask == 0), structure=np.ones((3, 3), bool))
+    band = np.pad(mask == 0, pad, mode="edge")
+    lines = binary_dilation(skeletonize(band), structure=np.ones((3, 3), bool))[pad:-pad, pad:-pad]
     return (~lines).astype(np.uint8)
 
 
