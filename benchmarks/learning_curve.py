@@ -292,6 +292,35 @@ def store_point(record: Dict[str, Any], out: Path, pid: str, entry: Dict[str, An
           f"{g('eval_cpu_s', '.0f')} s CPU ({g('eval_wall_s', '.0f')} s wall)", flush=True)
 
 
+def run_machine() -> Dict[str, Any]:
+    """The machine entry a resumable benchmark appends to its record at every start: the machine, the
+    grainseg it imports, the commit, and the threads, niceness and cores it runs with."""
+    import grainseg
+
+    return {**machine_info("cpu"), "grainseg_file": grainseg.__file__,
+            "source_commit": os.environ.get("GRAINSEG_COMMIT") or machine_info_commit(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "nice": os.nice(0),
+            "affinity": sorted(os.sched_getaffinity(0))}
+
+
+def merge_points(record: Dict[str, Any], out: Path, others: str,
+                 each: Optional[Callable[[Dict[str, Any]], None]] = None) -> None:
+    """``--merge``: add the points and machines of the comma-separated outputs of parallel runs to the
+    record and write it to ``out``; SystemExit when one repeats a point.  ``each(other_record)`` merges
+    what else a script keeps."""
+    for other in filter(None, others.split(",")):
+        rec = json.loads(Path(other).read_text())
+        clash = sorted(set(rec["points"]) & set(record["points"]))
+        if clash:
+            raise SystemExit(f"--merge: {other} repeats points of {out}: {', '.join(clash)}")
+        record["points"].update(rec["points"])
+        record["machines"] += rec.get("machines", [])
+        if each is not None:
+            each(rec)
+    write_json(out, record, indent=2)
+    print(f"-> {out}: {len(record['points'])} points")
+
+
 def machine_info_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
@@ -447,12 +476,7 @@ def main() -> None:
         print(table(record))
         return
     if not args.plot_only:
-        import grainseg
-
-        record["machines"].append({**machine_info("cpu"), "grainseg_file": grainseg.__file__,
-                                   "source_commit": os.environ.get("GRAINSEG_COMMIT") or machine_info_commit(),
-                                   "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "nice": os.nice(0),
-                                   "affinity": sorted(os.sched_getaffinity(0))})
+        record["machines"].append(run_machine())
         wanted = set(filter(None, args.points.split(",")))
         sets = set(args.only.split(","))
         for point in planned_points():

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -33,7 +32,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import learning_curve as lc  # noqa: E402
-from bench_scan import machine_info, write_json  # noqa: E402
 
 # Every recipe starts from the bundled default with the learning curve's budget (batch 2, 128 px crops,
 # cosine, no early stopping, the encoder not frozen); the options below are added to that.
@@ -122,28 +120,15 @@ def main() -> None:
     record.setdefault("points", {})
     record.setdefault("machines", [])
     if args.merge:
-        for other in filter(None, args.merge.split(",")):
-            rec = json.loads(Path(other).read_text())
-            clash = sorted(set(rec["points"]) & set(record["points"]))
-            if clash:
-                raise SystemExit(f"--merge: {other} repeats points of {out}: {', '.join(clash)}")
-            record["points"].update(rec["points"])
-            record["machines"] += rec.get("machines", [])
-            record["protocol"]["recipes"].update(rec["protocol"]["recipes"])
-        write_json(out, record, indent=2)
-        print(f"-> {out}: {len(record['points'])} points")
+        lc.merge_points(record, out, args.merge, each=lambda rec: record["protocol"]["recipes"].update(
+            rec["protocol"]["recipes"]))
         return
     if args.table:
         print(table(record))
         print()
         print(summary(record))
         return
-    import grainseg
-
-    record["machines"].append({**machine_info("cpu"), "grainseg_file": grainseg.__file__,
-                               "source_commit": lc.machine_info_commit(),
-                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                               "affinity": sorted(os.sched_getaffinity(0))})
+    record["machines"].append(lc.run_machine())
     for direction in args.directions.split(","):
         for modality in args.modalities.split(","):
             for recipe, seed in [(r, int(s)) for r in args.recipes.split(",") for s in args.seeds.split(",")]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -37,7 +36,6 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import learning_curve as lc  # noqa: E402
-from bench_scan import machine_info, write_json  # noqa: E402
 
 TILES = {"A": "RG7_2_2", "B": "RG17_2_2"}
 CASES = {"A0": ("A", 0), "A1": ("A", 1), "B0": ("B", 0)}
@@ -100,19 +98,12 @@ def main() -> None:
     record.setdefault("points", {})
     record.setdefault("machines", [])
     if args.merge:
-        for other in filter(None, args.merge.split(",")):
-            rec = json.loads(Path(other).read_text())
-            record["points"].update(rec["points"])
-            record["machines"] += rec.get("machines", [])
-        write_json(out, record, indent=2)
-        print(f"-> {out}: {len(record['points'])} points")
+        lc.merge_points(record, out, args.merge)
         return
     if args.table:
         print(table(record))
         return
-    record["machines"].append({**machine_info("cpu"), "source_commit": lc.machine_info_commit(),
-                               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                               "affinity": sorted(os.sched_getaffinity(0))})
+    record["machines"].append(lc.run_machine())
     for recipe in args.recipes.split(","):
         for case in (["-"] if recipe == "zero-shot" else args.cases.split(",")):
             pid = "zero-shot" if recipe == "zero-shot" else f"{recipe}/{case}"

@@ -27,7 +27,7 @@ from .preprocessing import normalize_preprocessing
 from .transforms import PairedAugment, boundary_width, check_boundary_grow, grow_boundary, image_to_input, mask_to_target
 
 __all__ = ["LAYOUTS", "SegmentationDataset", "EpochDraws", "epoch_draws", "find_pairs", "load_splits", "detect_layout",
-           "random_crop", "image_size"]
+           "random_crop", "image_size", "spread_indices"]
 
 LAYOUTS = ("exone", "folders")
 #: A mask with more boundary than this fraction of its pixels looks inverted (see ``check_pairs``).
@@ -149,6 +149,12 @@ def image_size(path: PathLike) -> Tuple[int, int]:
     return size if size is not None else tuple(read_image(path).shape[:2])
 
 
+def spread_indices(n: int, limit: int) -> List[int]:
+    """At most ``limit`` of the indices 0..n-1, evenly spread, in order (all of them when n <= limit): the
+    masks a statistic of a large training set is taken over."""
+    return sorted({int(i) for i in np.linspace(0, n - 1, min(n, limit))}) if n > 0 else []
+
+
 class PreprocessedItems:
     """What both datasets share: the ``preprocessing`` record, normalised once when it is set, and the
     item built from a raw image and mask (preprocessed, then augmented and cropped with a generator
@@ -182,8 +188,7 @@ class PreprocessedItems:
     def boundary_width(self, limit: int = 64) -> Optional[float]:
         """Mean boundary band width of the targets in network-input pixels (grown by ``boundary_grow``;
         :func:`~grainseg.data.transforms.boundary_width`), over at most ``limit`` masks evenly spread."""
-        idx = sorted({int(i) for i in np.linspace(0, len(self) - 1, min(len(self), limit))}) if len(self) else []
-        return boundary_width(self.target(self.read_raw(i)[1]) for i in idx)
+        return boundary_width(self.target(self.read_raw(i)[1]) for i in spread_indices(len(self), limit))
 
     def item(self, index: int, draw: int = 0) -> Dict[str, Any]:
         """Item ``index``, its ``draw``-th draw of the epoch: read, then built (the caller checks the index)."""

@@ -21,7 +21,7 @@ planimetric and intercept G against the hand-drawn masks): threshold 0.18, water
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import numpy as np
 

@@ -89,8 +89,10 @@ def training_intercept(dataset: Any, input_size: Optional[Sequence[int]], step: 
     any data set with ``read_raw(i) -> (image, mask)`` (:class:`grainseg.data.datasets.SegmentationDataset`,
     the synthetic sets); at most ``limit`` of its masks, evenly spread, read one at a time.  None when
     they hold too few crossings."""
+    from grainseg.data.datasets import spread_indices
+
     def pairs():
-        for i in sorted({int(i) for i in np.linspace(0, len(dataset) - 1, min(len(dataset), limit))}):
+        for i in spread_indices(len(dataset), limit):
             m = np.asarray(dataset.read_raw(i)[1]) > 0
             yield m, ((1.0, 1.0) if not input_size else (input_size[0] / m.shape[0], input_size[1] / m.shape[1]))
 

@@ -547,16 +547,25 @@ def _boundary_grow(cfg: TrainConfig, prep: Dict[str, Any], train_ds: Any, say) -
     return 0
 
 
-def _check_grown(ds: Any, px: int, limit: int = 64) -> None:
-    """ValueError naming the first of up to ``limit`` training masks (evenly spread) that has grain-interior
-    pixels as drawn but none once its boundaries are widened by ``px``."""
-    for i in sorted({int(i) for i in np.linspace(0, len(ds) - 1, min(len(ds), limit))}):
-        mask = ds.read_raw(i)[1]
-        grown = ds.target(mask)
-        if not grown.any() and np.asarray(mask).any():
-            raise ValueError(f"boundary_grow {px} px leaves no grain-interior pixel in {ds.mask_path(i)} at the network "
-                             f"input ({grown.shape[-1]}x{grown.shape[-2]}): its grains are narrower than the widened "
-                             "boundaries; choose a smaller --boundary-grow (0: the masks as drawn)")
+def _learnt_width(ds: Any, limit: int = 64) -> Optional[float]:
+    """The band width the model learns (``preprocessing["boundary_width_px"]``): the boundary width of up
+    to ``limit`` training targets (evenly spread; grown by ``ds.boundary_grow``), read once.  ValueError
+    naming the first of them that has grain-interior pixels as drawn but none once widened."""
+    from grainseg.data.datasets import spread_indices
+    from grainseg.data.transforms import boundary_width
+
+    def targets():
+        for i in spread_indices(len(ds), limit):
+            mask = ds.read_raw(i)[1]
+            grown = ds.target(mask)
+            if ds.boundary_grow and not grown.any() and np.asarray(mask).any():
+                raise ValueError(f"boundary_grow {ds.boundary_grow} px leaves no grain-interior pixel in "
+                                 f"{ds.mask_path(i)} at the network input ({grown.shape[-1]}x{grown.shape[-2]}): its "
+                                 "grains are narrower than the widened boundaries; choose a smaller --boundary-grow "
+                                 "(0: the masks as drawn)")
+            yield grown
+
+    return boundary_width(targets())
 
 
 def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistInfo) -> Dict[str, Any]:
@@ -606,8 +615,7 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
         _warn_suspicious_masks(subset, ds, info.is_main)
     grow = _boundary_grow(cfg, prep, train_ds, say)
     train_ds.boundary_grow = val_ds.boundary_grow = grow
-    if grow:
-        _check_grown(train_ds, grow)
+    prep["boundary_width_px"] = _learnt_width(train_ds)  # before any step: refuses a growth that empties a mask
     freezer = None
     if cfg.freeze_encoder_epochs > 0:
         from grainseg.train.finetune import EncoderFreeze
@@ -619,7 +627,6 @@ def _train(cfg: TrainConfig, model: Optional[nn.Module], info: dist_utils.DistIn
     from grainseg.inference.rescale import training_intercept  # the grain size rescale="auto" matches
 
     prep["grain_intercept_px"] = training_intercept(train_ds, prep.get("input_size"))
-    prep["boundary_width_px"] = train_ds.boundary_width()  # the band width this model learns (grown)
     if hasattr(base, "preprocessing"):
         from grainseg.data.preprocessing import normalize_preprocessing
 
