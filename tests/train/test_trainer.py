@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,20 @@ def test_bad_config_raises(tiny_data, tmp_path):
         train(_cfg(tiny_data, tmp_path / "x", amp="fast"), model=tiny_model())
 
 
-def test_bfloat16_autocast_on_the_cpu_is_opt_in(tiny_data, tmp_path):
+def test_bfloat16_autocast_on_a_cpu_without_native_bf16_warns_that_it_is_slow(monkeypatch):
+    assert isinstance(trainer_mod.cpu_has_native_bf16(), bool)
+    monkeypatch.setattr(trainer_mod, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="no native bfloat16.*amp='off'"):
+        assert trainer_mod.amp_setting("on", torch.device("cpu")) == (True, torch.bfloat16)
+    monkeypatch.setattr(trainer_mod, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert trainer_mod.amp_setting("on", torch.device("cpu")) == (True, torch.bfloat16)
+        assert trainer_mod.amp_setting("off", torch.device("cpu")) == (False, torch.bfloat16)
+
+
+def test_bfloat16_autocast_on_the_cpu_is_opt_in(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "cpu_has_native_bf16", lambda: True)  # the speed warning is tested above
     assert trainer_mod.amp_setting("auto", torch.device("cpu")) == (False, torch.bfloat16)
     assert trainer_mod.amp_setting("on", torch.device("cpu")) == (True, torch.bfloat16)
     assert trainer_mod.amp_setting("auto", torch.device("cuda")) == (True, torch.float16)

@@ -1,0 +1,126 @@
+"""EnhancedASPP's dilated convolutions: torch's weight gradient against the per-tap one, side by side.
+
+``grainseg.layers.dilated_conv`` computes a dilated convolution's weight gradient as one batched matrix
+product per kernel tap, from 16 channels on.  This script times, in one process and in turns:
+
+* per convolution (256 x 256, 3 x 3): torch's weight gradient (``aten::convolution_backward``, weight
+  only) and the per-tap one, with each one's largest error against a float64 reference;
+* the whole head (``EnhancedASPP`` forward + backward on the channels-last map VM-UNet hands it), as
+  in ``vmunet_aspp`` (24 channels) and ``vmunet_aspp_small`` (8), with the per-tap gradient and without
+  it (``_MIN_CHANNELS`` raised past the channel count, i.e. torch's convolution throughout).
+
+Usage: ``OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_aspp_head.py [--reps 5] [--out FILE]``.
+Prints markdown tables; writes JSON with the machine to benchmarks/results/aspp_head_cpu.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scan import RESULTS, machine_info, write_json  # noqa: E402
+
+import grainseg.layers.dilated_conv as dilated_conv  # noqa: E402
+from grainseg._allocator import keep_freed_memory  # noqa: E402
+from grainseg.layers import EnhancedASPP  # noqa: E402
+
+SIDE = 256
+
+
+def _min_ms(fns: Dict[str, Callable[[], object]], reps: int) -> Dict[str, float]:
+    """Minimum time of each function over `reps` rounds, the functions run in turns (one warm-up each)."""
+    for f in fns.values():
+        f()
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t)
+    return {k: min(v) * 1e3 for k, v in times.items()}
+
+
+def conv_case(batch: int, channels: int, rate: int, reps: int) -> Dict[str, object]:
+    torch.manual_seed(0)
+    x = torch.randn(batch, SIDE, SIDE, channels).permute(0, 3, 1, 2)  # channels-last, as in the head
+    g = torch.randn(batch, SIDE, SIDE, channels).permute(0, 3, 1, 2)
+    w = torch.randn(channels, channels, 3, 3) * 0.1
+    pad = dil = [rate, rate]
+
+    def torch_wgrad(x=x, g=g, w=w):
+        return torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], pad, dil, False, [0, 0], 1,
+                                                   [False, True, False])[1]
+
+    def taps_wgrad():
+        return dilated_conv._weight_grad(g, x, w.shape, (rate, rate), (rate, rate))
+
+    ms = _min_ms({"torch": torch_wgrad, "per_tap": taps_wgrad}, reps)
+    ref = torch_wgrad(x.double(), g.double(), w.double())
+    err = {k: float((f().double() - ref).abs().max()) for k, f in (("torch", torch_wgrad), ("per_tap", taps_wgrad))}
+    return {"batch": batch, "channels": channels, "rate": rate, "ms": ms, "max_abs_err_vs_fp64": err,
+            "max_abs_fp64": float(ref.abs().max())}
+
+
+def head_case(batch: int, channels: int, reps: int) -> Dict[str, object]:
+    torch.manual_seed(0)
+    head = EnhancedASPP(channels, channels)
+    x = torch.randn(batch, SIDE, SIDE, channels, requires_grad=True)
+    g = torch.randn(batch, channels, SIDE, SIDE)
+    default = dilated_conv._MIN_CHANNELS
+
+    def step(min_channels: int) -> Callable[[], None]:
+        def run():
+            dilated_conv._MIN_CHANNELS = min_channels
+            try:
+                head(x.permute(0, 3, 1, 2)).backward(g)
+            finally:
+                dilated_conv._MIN_CHANNELS = default
+        return run
+
+    ms = _min_ms({"per_tap": step(default), "torch": step(channels + 1)}, reps)
+    return {"batch": batch, "channels": channels, "ms": ms,
+            "per_tap_used": channels >= default}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=RESULTS / "aspp_head_cpu.json")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the trainer does
+    result = {"machine": machine_info("cpu"), "torch_threads": torch.get_num_threads(), "side": SIDE,
+              "min_channels": dilated_conv._MIN_CHANNELS, "convs": [], "heads": []}
+    print("| batch | channels | rate | torch wgrad | per-tap wgrad | speed-up | max err vs fp64: torch / per-tap |")
+    print("|---|---|---|---|---|---|---|")
+    for batch, channels, rate in ((1, 8, 3), (1, 16, 3), (1, 24, 3), (1, 24, 15), (4, 24, 9)):
+        r = conv_case(batch, channels, rate, args.reps)
+        result["convs"].append(r)
+        t, e = r["ms"], r["max_abs_err_vs_fp64"]
+        print(f"| {batch} | {channels} | {rate} | {t['torch']:.1f} ms | {t['per_tap']:.1f} ms | "
+              f"{t['torch'] / t['per_tap']:.2f}x | {e['torch']:.1e} / {e['per_tap']:.1e} |", flush=True)
+        write_json(args.out, result)
+    print("\n| batch | channels | head fwd+bwd, torch's wgrad | with the per-tap wgrad (default) | speed-up |")
+    print("|---|---|---|---|---|")
+    for batch, channels in ((1, 24), (4, 24), (1, 8), (4, 8)):
+        r = head_case(batch, channels, args.reps)
+        result["heads"].append(r)
+        t = r["ms"]
+        note = "" if r["per_tap_used"] else " (not used below 16 channels)"
+        print(f"| {batch} | {channels} | {t['torch']:.1f} ms | {t['per_tap']:.1f} ms{note} | "
+              f"{t['torch'] / t['per_tap']:.2f}x |", flush=True)
+        write_json(args.out, result)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
