@@ -7,15 +7,17 @@ product per kernel tap, from 16 channels on.  This script times, in one process 
   only) and the per-tap one, with each one's largest error against a float64 reference;
 * the whole head (``EnhancedASPP`` forward + backward on the channels-last map VM-UNet hands it), as
   in ``vmunet_aspp`` (24 channels) and ``vmunet_aspp_small`` (8), with the per-tap gradient and without
-  it (``_MIN_CHANNELS`` raised past the channel count, i.e. torch's convolution throughout).
+  it (``_MIN_CHANNELS`` raised past the channel count, i.e. torch's convolution throughout);
+* a whole ``vmunet_aspp`` training step (batch 1 and 4, fused Adam), with and without it.
 
-Usage: ``OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_aspp_head.py [--reps 5] [--out FILE]``.
+Usage: ``OMP_NUM_THREADS=1 taskset -c 1 python benchmarks/bench_aspp_head.py [--reps 5] [--step-reps 10]
+[--out FILE]`` (about 6 minutes on one thread).
 Prints markdown tables; writes JSON with the machine to benchmarks/results/aspp_head_cpu.json.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,17 +36,22 @@ from grainseg.layers import EnhancedASPP  # noqa: E402
 SIDE = 256
 
 
-def _min_ms(fns: Dict[str, Callable[[], object]], reps: int) -> Dict[str, float]:
-    """Minimum time of each function over `reps` rounds, the functions run in turns (one warm-up each)."""
+def _timed_ms(fns: Dict[str, Callable[[], object]], reps: int) -> Dict[str, Dict[str, float]]:
+    """Minimum and median time of each function over `reps` rounds, run in turns (the order alternating
+    every round, one warm-up each)."""
     for f in fns.values():
         f()
     times: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
+    for r in range(reps):
+        for k in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
             t = time.perf_counter()
-            f()
+            fns[k]()
             times[k].append(time.perf_counter() - t)
-    return {k: min(v) * 1e3 for k, v in times.items()}
+    return {k: {"min": min(v) * 1e3, "median": statistics.median(v) * 1e3} for k, v in times.items()}
+
+
+def _min_ms(fns: Dict[str, Callable[[], object]], reps: int) -> Dict[str, float]:
+    return {k: v["min"] for k, v in _timed_ms(fns, reps).items()}
 
 
 def conv_case(batch: int, channels: int, rate: int, reps: int) -> Dict[str, object]:
@@ -89,16 +96,43 @@ def head_case(batch: int, channels: int, reps: int) -> Dict[str, object]:
             "per_tap_used": channels >= default}
 
 
+def step_case(model_name: str, batch: int, reps: int) -> Dict[str, object]:
+    """A whole training step (zero_grad, forward, BCE, backward, fused Adam) with and without it."""
+    import grainseg
+
+    torch.manual_seed(0)
+    model = grainseg.create_model(model_name)
+    opt = torch.optim.Adam(model.parameters(), 1e-4, fused=True)
+    x = torch.randn(batch, 3, SIDE, SIDE)
+    target = (torch.rand(batch, 1, SIDE, SIDE) > 0.5).float()
+    default = dilated_conv._MIN_CHANNELS
+
+    def step(min_channels: int) -> Callable[[], None]:
+        def run():
+            dilated_conv._MIN_CHANNELS = min_channels
+            try:
+                opt.zero_grad()
+                F.binary_cross_entropy_with_logits(model(x), target).backward()
+                opt.step()
+            finally:
+                dilated_conv._MIN_CHANNELS = default
+        return run
+
+    ms = _timed_ms({"per_tap": step(default), "torch": step(1 << 30)}, reps)
+    return {"model": model_name, "batch": batch, "ms": ms}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--step-reps", type=int, default=10, help="training steps per variant (default 10)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "aspp_head_cpu.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as the trainer does
     result = {"machine": machine_info("cpu"), "torch_threads": torch.get_num_threads(), "side": SIDE,
-              "min_channels": dilated_conv._MIN_CHANNELS, "convs": [], "heads": []}
+              "min_channels": dilated_conv._MIN_CHANNELS, "convs": [], "heads": [], "steps": []}
     print("| batch | channels | rate | torch wgrad | per-tap wgrad | speed-up | max err vs fp64: torch / per-tap |")
     print("|---|---|---|---|---|---|---|")
     for batch, channels, rate in ((1, 8, 3), (1, 16, 3), (1, 24, 3), (1, 24, 15), (4, 24, 9)):
@@ -117,6 +151,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         note = "" if r["per_tap_used"] else " (not used below 16 channels)"
         print(f"| {batch} | {channels} | {t['torch']:.1f} ms | {t['per_tap']:.1f} ms{note} | "
               f"{t['torch'] / t['per_tap']:.2f}x |", flush=True)
+        write_json(args.out, result)
+    print(f"\n| model | batch | training step, torch's wgrad | with the per-tap wgrad (default) | speed-up |"
+          f" (min / median of {args.step_reps})")
+    print("|---|---|---|---|---|")
+    for model_name, batch in (("vmunet_aspp", 1), ("vmunet_aspp", 4)):
+        r = step_case(model_name, batch, args.step_reps)
+        result["steps"].append(r)
+        t, n = r["ms"]["torch"], r["ms"]["per_tap"]
+        print(f"| `{model_name}` | {batch} | {t['min'] / 1e3:.3f} / {t['median'] / 1e3:.3f} s | "
+              f"{n['min'] / 1e3:.3f} / {n['median'] / 1e3:.3f} s | {t['min'] / n['min']:.2f}x / "
+              f"{t['median'] / n['median']:.2f}x |", flush=True)
         write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0

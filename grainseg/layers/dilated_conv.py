@@ -3,8 +3,9 @@
 torch's CPU weight gradient of a dilated convolution with 16 or more channels is 4-8x slower than the
 same convolution's forward (torch 2.13, oneDNN: about 65 ms against 8 ms for VM-UNet-ASPP's head,
 24 -> 24 channels at 256 x 256, one thread, AMD EPYC with AVX2), while the undilated one costs about as
-much as its forward.  EnhancedASPP runs five such convolutions at full resolution, so their weight
-gradients were a fifth of a VM-UNet-ASPP training step.
+much as its forward.  EnhancedASPP runs five such convolutions at full resolution; the profiler put
+their weight gradients at a fifth of a VM-UNet-ASPP training step, though the timed step gains only
+1-4 % from this (benchmarks/bench_aspp_head.py, docs/kernels.md).
 
 :func:`dilated_conv2d` keeps torch's forward and input gradient and computes the weight gradient as one
 matrix product per kernel tap, with no copies of shifted windows: on the zero-padded input flattened to
