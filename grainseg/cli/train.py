@@ -123,7 +123,8 @@ def _add_arguments(p: argparse.ArgumentParser, finetune: bool) -> None:
     p.add_argument("--input-size", type=_size, default=None, help="override the model's input size (default 256x256)")
     p.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                    help="mixed precision: float16 autocast on CUDA (auto: on), bfloat16 autocast on the CPU "
-                        "(only with 'on'; about 1.4x faster a step, see docs/kernels.md)")
+                        "(only with 'on'; about 1.4x faster a step with AVX-512, much slower on CPUs without it: "
+                        "see docs/kernels.md)")
     p.add_argument("--loop-adam", action="store_true",
                    help="torch's per-parameter Adam instead of the fused one (same update up to rounding)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
